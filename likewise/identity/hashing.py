@@ -1,0 +1,41 @@
+"""Hashes and the 128-bit keys the identity graph joins on.
+
+A key is the first 128 bits of an identifier's hash (SHA-256 or MD5), as an unsigned integer.
+128 bits make an accidental collision between tens of millions of keys vanishingly unlikely
+(about 1e-22), while joining far faster than 64-character strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def md5_hex(value: str) -> str:
+    return hashlib.md5(value.encode("utf-8")).hexdigest()
+
+
+def is_sha256_hex(value: str) -> bool:
+    """True for 64 lowercase hex characters (callers lowercase and trim first)."""
+    return _SHA256.fullmatch(value) is not None
+
+
+def is_md5_hex(value: str) -> bool:
+    return _MD5.fullmatch(value) is not None
+
+
+def hash_key(hex_digest: str) -> int:
+    """The graph key of a hex digest (SHA-256 or MD5): its first 32 hex digits as an integer."""
+    return int(hex_digest[:32], 16)
+
+
+def sql_hash_key(hex_expr: str) -> str:
+    """DuckDB expression computing :func:`hash_key` of a hex-digest expression."""
+    return f"('0x' || substr({hex_expr}, 1, 32))::UHUGEINT"

@@ -1,0 +1,143 @@
+"""Phone normalisation to E.164 (``+<country code><national number>``).
+
+A small per-region rule table decides the common shapes (international ``+``/``00`` forms,
+national forms with or without the trunk prefix, digits with the country code but no ``+``)
+identically in Python and in DuckDB SQL. Anything else goes to Google's ``phonenumbers``.
+
+The platform keeps two hashes per phone, because TikTok documents both: the E.164 form with the
+``+`` and the digits-only form without it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+
+from likewise.identity.text import sql_trim, trim
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRule:
+    calling_code: str
+    trunk: str  # national trunk prefix dropped before the national number ("" if none)
+    min_len: int  # national significant number lengths this rule decides
+    max_len: int
+
+
+# Regions whose national numbers follow "optional trunk prefix + fixed-length number" closely
+# enough to decide without the library. Others (Italy keeps its leading 0, …) use phonenumbers.
+RULES: dict[str, RegionRule] = {
+    "US": RegionRule("1", "1", 10, 10),
+    "CA": RegionRule("1", "1", 10, 10),
+    "GB": RegionRule("44", "0", 10, 10),
+    "DE": RegionRule("49", "0", 10, 11),
+    "FR": RegionRule("33", "0", 9, 9),
+    "BR": RegionRule("55", "0", 10, 11),
+    "IN": RegionRule("91", "0", 10, 10),
+    "JP": RegionRule("81", "0", 9, 10),
+    "AU": RegionRule("61", "0", 9, 9),
+    "ES": RegionRule("34", "", 9, 9),
+    "NL": RegionRule("31", "0", 9, 9),
+    "MX": RegionRule("52", "", 10, 10),
+}
+
+_SEPARATORS = re.compile(r"[ \t().\-/]")
+SQL_SEPARATORS = "[ \t().\\-/]"
+_INTERNATIONAL = re.compile(r"\+[1-9][0-9]{6,14}")
+_DOUBLE_ZERO = re.compile(r"00[1-9][0-9]{6,14}")
+_DIGITS = re.compile(r"[0-9]{6,17}")
+
+
+def normalize_phone(raw: str, region: str | None) -> str | None:
+    """E.164 with ``+``, or None when the value is not a possible phone number.
+
+    ``region`` (ISO alpha-2) is the default for national numbers.
+    """
+    text = trim(raw)
+    if not text:
+        return None
+    fast = fast_phone(text, region)
+    if fast is not None:
+        return fast
+    return library_phone(text, region)
+
+
+def fast_phone(text: str, region: str | None) -> str | None:
+    """The rule-table path; None means "not decided here" (the caller falls back)."""
+    if "(0)" in text:
+        return None  # "+44 (0)20 …": the library knows to drop the bracketed trunk prefix
+    c = _SEPARATORS.sub("", text)
+    if _INTERNATIONAL.fullmatch(c):
+        return c
+    if _DOUBLE_ZERO.fullmatch(c):
+        return "+" + c[2:]
+    rule = RULES.get((region or "").upper())
+    if rule is None or not _DIGITS.fullmatch(c):
+        return None
+    if rule.trunk and c.startswith(rule.trunk):
+        nsn = c[len(rule.trunk) :]
+        if rule.min_len <= len(nsn) <= rule.max_len and not nsn.startswith("0"):
+            return "+" + rule.calling_code + nsn
+    if rule.min_len <= len(c) <= rule.max_len and not c.startswith("0"):
+        if not (rule.trunk and c.startswith(rule.trunk)):
+            return "+" + rule.calling_code + c
+    if c.startswith(rule.calling_code):
+        nsn = c[len(rule.calling_code) :]
+        if rule.min_len <= len(nsn) <= rule.max_len and not nsn.startswith("0"):
+            return "+" + c
+    return None
+
+
+def library_phone(text: str, region: str | None) -> str | None:
+    try:
+        number = phonenumbers.parse(text, (region or "").upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_variants(e164: str) -> list[str]:
+    """The forms an advertiser may have hashed: with and without the ``+``."""
+    return [e164, e164[1:]]
+
+
+# --- SQL (DuckDB) fast path -------------------------------------------------------------------
+
+
+def sql_rules_cte() -> str:
+    """A ``phone_rules(region, cc, trunk, min_len, max_len)`` CTE body with :data:`RULES`."""
+    rows = ", ".join(
+        f"('{region}', '{r.calling_code}', '{r.trunk}', {r.min_len}, {r.max_len})"
+        for region, r in RULES.items()
+    )
+    return f"SELECT * FROM (VALUES {rows}) AS t(region, cc, trunk, min_len, max_len)"
+
+
+def sql_fast_phone(text_expr: str, rule: str = "r") -> str:
+    """DuckDB expression equal to :func:`fast_phone`, given a join to the rules CTE as ``rule``.
+
+    ``text_expr`` must already be trimmed. NULL means "not decided here".
+    """
+    c = f"regexp_replace({text_expr}, '{SQL_SEPARATORS}', '', 'g')"
+    nsn_ok = "({n} IS NOT NULL AND length({n}) BETWEEN {r}.min_len AND {r}.max_len AND NOT starts_with({n}, '0'))"
+    after_trunk = f"substr({c}, length({rule}.trunk) + 1)"
+    after_cc = f"substr({c}, length({rule}.cc) + 1)"
+    return f"""CASE
+      WHEN contains({text_expr}, '(0)') THEN NULL
+      WHEN regexp_full_match({c}, '\\+[1-9][0-9]{{6,14}}') THEN {c}
+      WHEN regexp_full_match({c}, '00[1-9][0-9]{{6,14}}') THEN '+' || substr({c}, 3)
+      WHEN {rule}.cc IS NULL OR NOT regexp_full_match({c}, '[0-9]{{6,17}}') THEN NULL
+      WHEN {rule}.trunk <> '' AND starts_with({c}, {rule}.trunk)
+           AND {nsn_ok.format(n=after_trunk, r=rule)} THEN '+' || {rule}.cc || {after_trunk}
+      WHEN length({c}) BETWEEN {rule}.min_len AND {rule}.max_len AND NOT starts_with({c}, '0')
+           AND NOT ({rule}.trunk <> '' AND starts_with({c}, {rule}.trunk)) THEN '+' || {rule}.cc || {c}
+      WHEN starts_with({c}, {rule}.cc) AND {nsn_ok.format(n=after_cc, r=rule)} THEN '+' || {c}
+      ELSE NULL END"""
+
+
+def sql_trimmed(expr: str) -> str:
+    return sql_trim(expr)

@@ -1,0 +1,1 @@
+"""Intake: platform users, and (later) events from every source."""

@@ -1,0 +1,279 @@
+"""Platform users import (CSV or Parquet) into the platform graph.
+
+Raw identifiers are normalised and hashed inside DuckDB and never written anywhere: only
+128-bit hash keys reach disk. A user may appear on several rows; identifiers accumulate and
+re-importing updates attributes (the last non-empty value in the file wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from likewise.errors import InvalidParameter
+from likewise.identity.hashing import sql_hash_key
+from likewise.identity.kinds import IdKind
+from likewise.identity.vectorized import normalize_devices, normalize_emails, normalize_phones
+from likewise.store.graph import PlatformGraph
+
+COLUMNS = (
+    "user_id", "email", "phone", "idfa", "gaid", "country", "region", "age", "gender",
+    "language", "os", "personalized_ads",
+)
+TRUE = ("true", "1", "yes", "y", "t")
+FALSE = ("false", "0", "no", "n", "f")
+
+Progress = Callable[[str, float], None]
+
+
+def import_users(
+    graph: PlatformGraph, source: Path | pa.Table, *, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Import users; returns the summary printed by ``likewise users import``."""
+    step = progress or (lambda _name, _fraction: None)
+    with graph.writing() as con:
+        step("reading", 0.0)
+        columns = _stage(con, source)
+        step("validating", 0.15)
+        summary = _validate(con, columns)
+        step("assigning ids", 0.25)
+        _upsert_users(con, summary)
+        step("normalising e-mails", 0.35)
+        keys: list[str] = []
+        idents: dict[str, int] = {}
+        if "email" in columns:
+            _email_keys(con, keys, idents, summary)
+        step("normalising phones", 0.55)
+        if "phone" in columns:
+            _phone_keys(con, keys, idents, summary)
+        step("normalising device ids", 0.7)
+        for kind in (IdKind.IDFA, IdKind.GAID):
+            if kind.name.lower() in columns:
+                _device_keys(con, kind, keys, idents, summary)
+        step("writing keys", 0.8)
+        if keys:
+            _insert_keys(con, keys)
+        graph.write_excluded(con)
+        con.execute("DROP TABLE IF EXISTS stage; DROP TABLE IF EXISTS staged_ids")
+        step("done", 1.0)
+    summary["identifiers"] = idents
+    return summary
+
+
+def _stage(con: duckdb.DuckDBPyConnection, source: Path | pa.Table) -> set[str]:
+    if isinstance(source, pa.Table):
+        con.register("src_tbl", source)
+        rel = "src_tbl"
+    else:
+        path = str(source).replace("'", "''")
+        if not Path(source).exists():
+            raise InvalidParameter(f"no such file: {source}", field="path")
+        suffix = Path(source).suffix.lower()
+        if suffix == ".parquet":
+            rel = f"read_parquet('{path}')"
+        elif suffix in (".csv", ".txt", ".tsv"):
+            rel = f"read_csv('{path}', header = true, all_varchar = true)"
+        else:
+            raise InvalidParameter(
+                f"unsupported file type {suffix!r}: use .csv or .parquet", field="path"
+            )
+    try:
+        names = [d[0] for d in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+    except duckdb.Error as exc:
+        raise InvalidParameter(f"cannot read {source}: {_first_line(exc)}", field="path") from exc
+    lower = {n.lower().strip(): n for n in names}
+    if "user_id" not in lower:
+        raise InvalidParameter(
+            "the file has no user_id column (columns: " + ", ".join(names) + ")", field="user_id"
+        )
+    present = [c for c in COLUMNS if c in lower]
+    select = ", ".join(f'CAST("{lower[c]}" AS VARCHAR) AS {c}' for c in present)
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE stage AS SELECT row_number() OVER () AS row_no, "
+            f"{select} FROM {rel}"
+        )
+    except duckdb.Error as exc:
+        raise InvalidParameter(f"cannot read {source}: {_first_line(exc)}", field="path") from exc
+    finally:
+        if isinstance(source, pa.Table):
+            con.unregister("src_tbl")
+    for c in COLUMNS:
+        if c not in present:
+            con.execute(f"ALTER TABLE stage ADD COLUMN {c} VARCHAR")
+    return set(present)
+
+
+def _validate(con: duckdb.DuckDBPyConnection, columns: set[str]) -> dict[str, Any]:
+    """Mark rows whose user_id or attributes are unusable; they are rejected whole."""
+    true_list = ", ".join(f"'{v}'" for v in TRUE)
+    false_list = ", ".join(f"'{v}'" for v in FALSE)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE stage AS
+        SELECT *, CASE
+          WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing_user_id'
+          WHEN length(user_id) > 256 THEN 'user_id_too_long'
+          WHEN country IS NOT NULL AND NOT regexp_full_match(trim(country), '[A-Za-z]{{2}}')
+            THEN 'invalid_country'
+          WHEN age IS NOT NULL AND (TRY_CAST(trim(age) AS INTEGER) IS NULL
+                OR TRY_CAST(trim(age) AS INTEGER) NOT BETWEEN 0 AND 130) THEN 'invalid_age'
+          WHEN os IS NOT NULL AND lower(trim(os)) NOT IN ('ios', 'android') THEN 'invalid_os'
+          WHEN personalized_ads IS NOT NULL AND lower(trim(personalized_ads))
+               NOT IN ({true_list}, {false_list}) THEN 'invalid_personalized_ads'
+          END AS reject
+        FROM stage"""
+    )
+    rows = con.execute("SELECT count(*) FROM stage").fetchone()
+    rejected = dict(
+        con.execute(
+            "SELECT reject, count(*) FROM stage WHERE reject IS NOT NULL GROUP BY reject"
+        ).fetchall()
+    )
+    con.execute("DELETE FROM stage WHERE reject IS NOT NULL")
+    users = con.execute("SELECT count(DISTINCT trim(user_id)) FROM stage").fetchone()
+    return {
+        "rows": int(rows[0]) if rows else 0,
+        "users": int(users[0]) if users else 0,
+        "rejected": {k: int(v) for k, v in rejected.items()},
+    }
+
+
+def _upsert_users(con: duckdb.DuckDBPyConnection, summary: dict[str, Any]) -> None:
+    true_list = ", ".join(f"'{v}'" for v in TRUE)
+
+    def last(col: str, expr: str | None = None) -> str:
+        value = expr or f"nullif(trim({col}), '')"
+        return f"arg_max({value}, row_no) FILTER (WHERE nullif(trim({col}), '') IS NOT NULL)"
+
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE incoming AS
+        SELECT trim(user_id) AS ext_id,
+          {last("country", "upper(trim(country))")} AS country,
+          {last("region")} AS region,
+          {last("age", "CAST(trim(age) AS USMALLINT)")} AS age,
+          {last("gender", "lower(trim(gender))")} AS gender,
+          {last("language", "lower(trim(language))")} AS language,
+          {last("os", "lower(trim(os))")} AS os,
+          {last("personalized_ads", f"lower(trim(personalized_ads)) IN ({true_list})")}
+            AS personalized_ads
+        FROM stage GROUP BY 1"""
+    )
+    # Existing users (erased ones come back as new people with a fresh id).
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE staged_ids AS
+        SELECT i.ext_id, u.uid FROM incoming i
+        LEFT JOIN users u ON u.ext_id = i.ext_id AND NOT u.erased"""
+    )
+    base = con.execute("SELECT coalesce(max(uid) + 1, 0) FROM users").fetchone()
+    start = int(base[0]) if base else 0
+    con.execute(
+        f"""UPDATE staged_ids SET uid = n.uid FROM (
+              SELECT ext_id, ({start} + row_number() OVER (ORDER BY ext_id) - 1)::UINTEGER AS uid
+              FROM staged_ids WHERE uid IS NULL) n
+            WHERE staged_ids.ext_id = n.ext_id"""
+    )
+    new = con.execute(
+        "SELECT count(*) FROM staged_ids s WHERE s.uid >= ?", [start]
+    ).fetchone()
+    con.execute(
+        """UPDATE users SET
+             country = coalesce(i.country, users.country),
+             region = coalesce(i.region, users.region), age = coalesce(i.age, users.age),
+             gender = coalesce(i.gender, users.gender),
+             language = coalesce(i.language, users.language), os = coalesce(i.os, users.os),
+             personalized_ads = coalesce(i.personalized_ads, users.personalized_ads),
+             updated_at = now()
+           FROM incoming i WHERE users.ext_id = i.ext_id AND NOT users.erased"""
+    )
+    con.execute(
+        f"""INSERT INTO users
+        SELECT s.uid, i.ext_id, i.country, i.region, i.age, i.gender, i.language, i.os,
+               coalesce(i.personalized_ads, true), false, now()
+        FROM incoming i JOIN staged_ids s USING (ext_id) WHERE s.uid >= {start}"""
+    )
+    # Row -> uid, with the region used for national phone numbers.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE stage AS
+        SELECT st.*, s.uid, u.country AS user_country FROM stage st
+        JOIN staged_ids s ON s.ext_id = trim(st.user_id)
+        JOIN users u ON u.uid = s.uid"""
+    )
+    con.execute("DROP TABLE incoming")
+    n_new = int(new[0]) if new else 0
+    summary["new_users"] = n_new
+    summary["updated_users"] = summary["users"] - n_new
+
+
+def _email_keys(con: duckdb.DuckDBPyConnection, keys: list[str], idents: dict[str, int],
+                summary: dict[str, Any]) -> None:
+    con.execute("CREATE OR REPLACE TEMP VIEW src_email AS SELECT uid AS id, email AS raw FROM stage")
+    normalize_emails(con, "src_email", "n_email")
+    _count(con, "n_email", "basic", "email", idents, summary)
+    kind = int(IdKind.EMAIL)
+    for expr in ("basic", "regexp_replace(basic, '\\+[^@]*@', '@')", "norm"):
+        keys.append(
+            f"SELECT DISTINCT {sql_hash_key(f'sha256({expr})')} AS k, {kind}::UTINYINT AS kind, "
+            f"id AS uid FROM n_email WHERE basic IS NOT NULL AND {expr} IS NOT NULL"
+        )
+
+
+def _phone_keys(con: duckdb.DuckDBPyConnection, keys: list[str], idents: dict[str, int],
+                summary: dict[str, Any]) -> None:
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW src_phone AS "
+        "SELECT uid AS id, phone AS raw, user_country AS region FROM stage"
+    )
+    normalize_phones(con, "src_phone", "n_phone")
+    _count(con, "n_phone", "e164", "phone", idents, summary)
+    kind = int(IdKind.PHONE)
+    for expr in ("e164", "substr(e164, 2)"):
+        keys.append(
+            f"SELECT DISTINCT {sql_hash_key(f'sha256({expr})')} AS k, {kind}::UTINYINT AS kind, "
+            f"id AS uid FROM n_phone WHERE e164 IS NOT NULL"
+        )
+
+
+def _device_keys(con: duckdb.DuckDBPyConnection, kind: IdKind, keys: list[str],
+                 idents: dict[str, int], summary: dict[str, Any]) -> None:
+    col = kind.name.lower()
+    con.execute(f"CREATE OR REPLACE TEMP VIEW src_{col} AS SELECT uid AS id, {col} AS raw FROM stage")
+    normalize_devices(con, f"src_{col}", f"n_{col}")
+    _count(con, f"n_{col}", "maid", col, idents, summary)
+    for fn in ("sha256", "md5"):
+        for case in ("maid", "upper(maid)"):
+            keys.append(
+                f"SELECT DISTINCT {sql_hash_key(f'{fn}({case})')} AS k, "
+                f"{int(kind)}::UTINYINT AS kind, id AS uid FROM n_{col} WHERE maid IS NOT NULL"
+            )
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str, col: str, name: str,
+           idents: dict[str, int], summary: dict[str, Any]) -> None:
+    row = con.execute(
+        f"SELECT count(DISTINCT ({col}, id)) FILTER (WHERE {col} IS NOT NULL), "
+        f"count(*) FILTER (WHERE {col} IS NULL) FROM {table}"
+    ).fetchone()
+    assert row is not None
+    idents[name] = int(row[0])
+    if row[1]:
+        summary["rejected"][f"invalid_{name}"] = int(row[1])
+
+
+def _insert_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> None:
+    union = " UNION ALL ".join(keys)
+    empty = con.execute("SELECT NOT EXISTS (SELECT 1 FROM ident)").fetchone()
+    if empty and empty[0]:
+        con.execute(f"INSERT INTO ident SELECT DISTINCT * FROM ({union})")
+    else:
+        con.execute(
+            f"""INSERT INTO ident SELECT DISTINCT n.* FROM ({union}) n
+            ANTI JOIN ident i ON i.k = n.k AND i.uid = n.uid"""
+        )
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:300]

@@ -1,0 +1,54 @@
+"""Every setting, defined once. Read from ``LIKEWISE_*`` environment variables.
+
+Build a ``Settings`` in a factory (``create_app``, the CLI); never at import time, so tests can
+point each app at its own data directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIKEWISE_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("./likewise-data"),
+        description="Directory holding the metadata database, identity graph and bitmaps.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata database; default SQLite in data_dir.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the server listens on.")
+    port: int = Field(default=8080, description="Port the server listens on.")
+    admin_token: str | None = Field(
+        default=None,
+        description="Token for the platform admin API (header X-Admin-Token); unset disables it.",
+    )
+    min_audience_size: int = Field(
+        default=1000, description="Audiences smaller than this are not targetable or exact."
+    )
+    min_lookalike_seed: int = Field(default=100, description="Minimum lookalike seed size.")
+    max_upload_bytes: int = Field(
+        default=1024 * 1024 * 1024, description="Largest customer file accepted, in bytes."
+    )
+    max_audiences_per_advertiser: int = Field(
+        default=400, description="Custom audiences one advertiser may hold at once."
+    )
+    job_workers: int = Field(default=2, description="Threads running audience jobs.")
+    duckdb_threads: int = Field(default=2, description="Threads DuckDB may use for matching.")
+    duckdb_memory_limit: str = Field(default="3GB", description="DuckDB memory limit.")
+
+    @property
+    def metadata_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'metadata.sqlite').resolve()}"
+
+    def ensure_dirs(self) -> None:
+        for sub in ("", "uploads", "bitmaps", "tmp"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""Storage: metadata (SQLAlchemy), the platform graph (DuckDB) and membership bitmaps."""

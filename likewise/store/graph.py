@@ -1,0 +1,167 @@
+"""The platform graph: platform users, their consent, and identifier hash -> user.
+
+Kept in DuckDB (columnar, hash joins over tens of millions of rows) in ``platform.duckdb``.
+Connections are opened per operation so the CLI and a running server can take turns; a writer
+that finds the file locked by another process waits for it.
+
+Tables:
+  users(uid, ext_id, country, region, age, gender, language, os, personalized_ads, erased)
+  ident(k UHUGEINT, kind UTINYINT, uid UINTEGER)  -- k = first 128 bits of an identifier hash
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from pyroaring import BitMap
+
+from likewise.errors import LikewiseError
+from likewise.identity.kinds import IdKind
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+  uid UINTEGER NOT NULL, ext_id VARCHAR, country VARCHAR, region VARCHAR, age USMALLINT,
+  gender VARCHAR, language VARCHAR, os VARCHAR, personalized_ads BOOLEAN NOT NULL,
+  erased BOOLEAN NOT NULL DEFAULT false, updated_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS ident (k UHUGEINT NOT NULL, kind UTINYINT NOT NULL,
+                                  uid UINTEGER NOT NULL);
+"""
+
+
+class GraphBusy(LikewiseError):
+    """Another process holds the platform graph for too long."""
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    members: BitMap
+    matched_rows: int
+
+
+class PlatformGraph:
+    def __init__(self, path: Path, *, threads: int = 2, memory_limit: str = "3GB") -> None:
+        self.path = path
+        self.threads = threads
+        self.memory_limit = memory_limit
+        self._write_lock = threading.Lock()
+        self._excluded: tuple[float, BitMap] | None = None
+
+    @property
+    def excluded_file(self) -> Path:
+        return self.path.parent / "excluded.roar"
+
+    @contextmanager
+    def connect(self, *, wait_seconds: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                con = duckdb.connect(
+                    str(self.path),
+                    config={"threads": self.threads, "memory_limit": self.memory_limit},
+                )
+                break
+            except duckdb.IOException as exc:  # locked by another process
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise GraphBusy(
+                        "the platform graph is in use by another process (an import?); "
+                        "try again when it has finished"
+                    ) from exc
+                time.sleep(0.2)
+        try:
+            con.execute(SCHEMA)
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for a change; changes in this process are serialised."""
+        with self._write_lock, self.connect() as con:
+            yield con
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def excluded(self) -> BitMap:
+        """Users who must never be counted or targeted: opted out of personalised ads, or erased.
+
+        Persisted as a bitmap on every change, so readers do not touch DuckDB.
+        """
+        try:
+            mtime = self.excluded_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return BitMap()
+        cached = self._excluded
+        if cached is None or cached[0] != mtime:
+            cached = (mtime, BitMap.deserialize(self.excluded_file.read_bytes()))
+            self._excluded = cached
+        return cached[1]
+
+    def write_excluded(self, con: duckdb.DuckDBPyConnection) -> None:
+        uids = con.execute(
+            "SELECT uid FROM users WHERE erased OR NOT personalized_ads ORDER BY uid"
+        ).fetchnumpy()["uid"]
+        bitmap = BitMap(uids)
+        tmp = self.excluded_file.with_suffix(".tmp")
+        tmp.write_bytes(bitmap.serialize())
+        tmp.replace(self.excluded_file)
+
+    def match(self, key_files: list[Path]) -> MatchResult:
+        """Users matched by the keys in these parquet files ``(row_no, k, kmask)``."""
+        if not key_files:
+            return MatchResult(BitMap(), 0)
+        files = ", ".join(f"'{p}'" for p in key_files)
+        with self.connect() as con:
+            con.execute(
+                f"""CREATE TEMP TABLE m AS
+                SELECT f.row_no, f.fileno, i.uid
+                FROM read_parquet([{files}], filename = false, file_row_number = false) f
+                JOIN ident i ON i.k = f.k AND (f.kmask >> i.kind) & 1 = 1"""
+            )
+            uids = con.execute("SELECT DISTINCT uid FROM m").fetchnumpy()["uid"]
+            rows = con.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT fileno, row_no FROM m)"
+            ).fetchone()
+        return MatchResult(BitMap(uids), int(rows[0]) if rows else 0)
+
+    def resolve(self, keys: pa.Table) -> BitMap:
+        """Users matched by an in-memory table of ``(k, kmask)`` keys."""
+        if keys.num_rows == 0:
+            return BitMap()
+        with self.connect() as con:
+            con.register("q", keys)
+            uids = con.execute(
+                """SELECT DISTINCT i.uid FROM q JOIN ident i
+                   ON i.k = q.k AND (q.kmask >> i.kind) & 1 = 1"""
+            ).fetchnumpy()["uid"]
+        return BitMap(uids)
+
+    def counts(self) -> dict[str, int]:
+        with self.connect() as con:
+            row = con.execute(
+                """SELECT count(*) FILTER (WHERE NOT erased),
+                          count(*) FILTER (WHERE NOT erased AND personalized_ads)
+                   FROM users"""
+            ).fetchone()
+            idents = con.execute("SELECT kind, count(*) FROM ident GROUP BY kind").fetchall()
+        assert row is not None
+        out = {"users": int(row[0]), "users_reachable": int(row[1])}
+        for kind, n in idents:
+            out[f"keys_{IdKind(kind).name.lower()}"] = int(n)
+        return out
+
+    def uids_for(self, con: duckdb.DuckDBPyConnection, ext_ids: list[str]) -> pa.Table:
+        con.register("q_ext", pa.table({"ext_id": pa.array(ext_ids, pa.string())}))
+        try:
+            return con.execute(
+                "SELECT u.uid, u.ext_id FROM users u JOIN q_ext q USING (ext_id) WHERE NOT erased"
+            ).to_arrow_table()
+        finally:
+            con.unregister("q_ext")

@@ -1,0 +1,144 @@
+"""Metadata tables (SQLAlchemy 2). Portable SQL only: SQLite by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Advertiser(Base):
+    __tablename__ = "advertisers"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(256))
+    business_center_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    country: Mapped[str] = mapped_column(String(2), default="US")
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    timezone: Mapped[str] = mapped_column(String(64), default="Etc/GMT")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AccessToken(Base):
+    __tablename__ = "access_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    core_user_id: Mapped[int] = mapped_column(BigInteger)
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class TokenScope(Base):
+    """Which advertisers a token may act for."""
+
+    __tablename__ = "token_scopes"
+
+    token_id: Mapped[int] = mapped_column(ForeignKey("access_tokens.id"), primary_key=True)
+    advertiser_id: Mapped[int] = mapped_column(ForeignKey("advertisers.id"), primary_key=True)
+
+
+class Upload(Base):
+    """A customer file after parsing: hashed keys on disk, the raw file already deleted."""
+
+    __tablename__ = "uploads"
+
+    file_path: Mapped[str] = mapped_column(String(16), primary_key=True)
+    advertiser_id: Mapped[int] = mapped_column(ForeignKey("advertisers.id"), index=True)
+    calculate_type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(256), default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    md5: Mapped[str] = mapped_column(String(32))
+    rows_total: Mapped[int] = mapped_column(BigInteger)
+    rows_valid: Mapped[int] = mapped_column(BigInteger)
+    rows_rejected: Mapped[int] = mapped_column(BigInteger)
+    rejects: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    keys_file: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Audience(Base):
+    __tablename__ = "audiences"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    advertiser_id: Mapped[int] = mapped_column(ForeignKey("advertisers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(String(32))  # CUSTOMER_FILE | SEGMENT
+    calculate_type: Mapped[str | None] = mapped_column(String(32))
+    audience_sub_type: Mapped[str] = mapped_column(String(32), default="NORMAL")
+    retention_in_days: Mapped[int | None] = mapped_column(Integer)
+    audience_enhancement: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))  # CALCULATING | READY | FAILED
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    matched_num: Mapped[int] = mapped_column(BigInteger, default=0)
+    msg: Mapped[str] = mapped_column(Text, default="")
+    error_msg: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    modified_at: Mapped[datetime] = mapped_column(DateTime)
+    last_used_at: Mapped[datetime] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+
+
+class AudienceVersion(Base):
+    """One persisted membership bitmap."""
+
+    __tablename__ = "audience_versions"
+
+    audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bitmap_file: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AudienceFile(Base):
+    """Which uploads make up a customer-file audience (the current set)."""
+
+    __tablename__ = "audience_files"
+
+    audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), primary_key=True)
+    file_path: Mapped[str] = mapped_column(ForeignKey("uploads.file_path"), primary_key=True)
+
+
+class AudienceHistory(Base):
+    __tablename__ = "audience_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    action_detail: Mapped[str] = mapped_column(Text, default="")
+    editor: Mapped[str] = mapped_column(String(64), default="open_api")
+    msg: Mapped[str] = mapped_column(Text, default="")
+    opt_time: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Job(Base):
+    """An asynchronous audience computation; survives restarts (re-queued at start-up)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # QUEUED|RUNNING|DONE|FAILED
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Counter(Base):
+    """Id allocation that works the same on SQLite and PostgreSQL."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
