@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS users (
 );
 CREATE TABLE IF NOT EXISTS ident (k UHUGEINT NOT NULL, kind UTINYINT NOT NULL,
                                   uid UINTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS segment_keys (audience_id UBIGINT NOT NULL, k UHUGEINT NOT NULL,
+                                         kmask UTINYINT NOT NULL);
 """
 
 
@@ -43,7 +45,11 @@ class GraphBusy(LikewiseError):
 @dataclass(frozen=True)
 class MatchResult:
     members: BitMap
-    matched_rows: int
+    matched_rows_by_file: dict[str, int]
+
+    @property
+    def matched_rows(self) -> int:
+        return sum(self.matched_rows_by_file.values())
 
 
 class PlatformGraph:
@@ -116,20 +122,20 @@ class PlatformGraph:
     def match(self, key_files: list[Path]) -> MatchResult:
         """Users matched by the keys in these parquet files ``(row_no, k, kmask)``."""
         if not key_files:
-            return MatchResult(BitMap(), 0)
+            return MatchResult(BitMap(), {})
         files = ", ".join(f"'{p}'" for p in key_files)
         with self.connect() as con:
             con.execute(
                 f"""CREATE TEMP TABLE m AS
-                SELECT f.row_no, f.fileno, i.uid
-                FROM read_parquet([{files}], filename = false, file_row_number = false) f
+                SELECT f.row_no, f.filename AS fileno, i.uid
+                FROM read_parquet([{files}], filename = true) f
                 JOIN ident i ON i.k = f.k AND (f.kmask >> i.kind) & 1 = 1"""
             )
             uids = con.execute("SELECT DISTINCT uid FROM m").fetchnumpy()["uid"]
             rows = con.execute(
-                "SELECT count(*) FROM (SELECT DISTINCT fileno, row_no FROM m)"
-            ).fetchone()
-        return MatchResult(BitMap(uids), int(rows[0]) if rows else 0)
+                "SELECT fileno, count(DISTINCT row_no) FROM m GROUP BY fileno"
+            ).fetchall()
+        return MatchResult(BitMap(uids), {str(f): int(n) for f, n in rows})
 
     def resolve(self, keys: pa.Table) -> BitMap:
         """Users matched by an in-memory table of ``(k, kmask)`` keys."""
@@ -139,9 +145,50 @@ class PlatformGraph:
             con.register("q", keys)
             uids = con.execute(
                 """SELECT DISTINCT i.uid FROM q JOIN ident i
-                   ON i.k = q.k AND (q.kmask >> i.kind) & 1 = 1"""
+                   ON i.k = q.k::UHUGEINT AND (q.kmask >> i.kind) & 1 = 1"""
             ).fetchnumpy()["uid"]
         return BitMap(uids)
+
+    def segment_add(self, audience_id: int, keys: pa.Table) -> BitMap:
+        """Remember a streaming segment's keys; returns the users they match."""
+        with self.writing() as con:
+            con.register("q", keys)
+            con.execute(
+                """INSERT INTO segment_keys
+                   SELECT DISTINCT ?, q.k::UHUGEINT, q.kmask FROM q
+                   ANTI JOIN segment_keys s
+                     ON s.audience_id = ? AND s.k = q.k::UHUGEINT AND s.kmask = q.kmask""",
+                [audience_id, audience_id],
+            )
+            uids = con.execute(
+                """SELECT DISTINCT i.uid FROM q JOIN ident i
+                   ON i.k = q.k::UHUGEINT AND (q.kmask >> i.kind) & 1 = 1"""
+            ).fetchnumpy()["uid"]
+        return BitMap(uids)
+
+    def segment_remove(self, audience_id: int, keys: pa.Table) -> BitMap:
+        """Forget keys; returns the users no remaining key of the segment matches."""
+        with self.writing() as con:
+            con.register("q", keys)
+            con.execute(
+                """DELETE FROM segment_keys s USING q
+                   WHERE s.audience_id = ? AND s.k = q.k::UHUGEINT AND s.kmask = q.kmask""",
+                [audience_id],
+            )
+            uids = con.execute(
+                """WITH gone AS (SELECT DISTINCT i.uid FROM q JOIN ident i
+                                 ON i.k = q.k::UHUGEINT AND (q.kmask >> i.kind) & 1 = 1),
+                   kept AS (SELECT DISTINCT i.uid FROM segment_keys s JOIN ident i
+                            ON i.k = s.k AND (s.kmask >> i.kind) & 1 = 1
+                            WHERE s.audience_id = ? AND i.uid IN (SELECT uid FROM gone))
+                   SELECT uid FROM gone EXCEPT SELECT uid FROM kept""",
+                [audience_id],
+            ).fetchnumpy()["uid"]
+        return BitMap(uids)
+
+    def segment_drop(self, audience_id: int) -> None:
+        with self.writing() as con:
+            con.execute("DELETE FROM segment_keys WHERE audience_id = ?", [audience_id])
 
     def counts(self) -> dict[str, int]:
         with self.connect() as con:

@@ -142,3 +142,13 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class AudienceShare(Base):
+    """An audience shared by its owner with another advertiser of the same business center."""
+
+    __tablename__ = "audience_shares"
+
+    audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), primary_key=True)
+    advertiser_id: Mapped[int] = mapped_column(ForeignKey("advertisers.id"), primary_key=True)
+    shared_at: Mapped[datetime] = mapped_column(DateTime)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 13:08:11.622944
+Create Date: 2026-11-25
 """
 from alembic import op
 import sqlalchemy as sa
@@ -116,6 +116,14 @@ def upgrade() -> None:
     with op.batch_alter_table('audience_history', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audience_history_audience_id'), ['audience_id'], unique=False)
 
+    op.create_table('audience_shares',
+    sa.Column('audience_id', sa.BigInteger(), nullable=False),
+    sa.Column('advertiser_id', sa.BigInteger(), nullable=False),
+    sa.Column('shared_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['advertiser_id'], ['advertisers.id'], ),
+    sa.ForeignKeyConstraint(['audience_id'], ['audiences.id'], ),
+    sa.PrimaryKeyConstraint('audience_id', 'advertiser_id')
+    )
     op.create_table('audience_versions',
     sa.Column('audience_id', sa.BigInteger(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
@@ -153,6 +161,7 @@ def downgrade() -> None:
 
     op.drop_table('jobs')
     op.drop_table('audience_versions')
+    op.drop_table('audience_shares')
     with op.batch_alter_table('audience_history', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audience_history_audience_id'))
 

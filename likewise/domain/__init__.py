@@ -1,0 +1,1 @@
+"""Domain models and enums: what an audience is, independent of storage and wire formats."""

@@ -1,0 +1,1 @@
+"""The audience engine: uploads, matching jobs, audiences and their memberships."""

@@ -1,0 +1,431 @@
+"""Audience service: create, update, read and delete audiences and their memberships."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+
+from pyroaring import BitMap
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from likewise.domain.audience import (
+    AudienceView,
+    HistoryEntry,
+    Lifecycle,
+    Source,
+    Status,
+    SubType,
+    UpdateAction,
+    check_name,
+    validity,
+)
+from likewise.engine.jobs import JobRunner
+from likewise.engine.uploads import Uploads
+from likewise.errors import (
+    AudienceNotReady,
+    AudienceTooSmall,
+    InvalidParameter,
+    LimitExceeded,
+    NotFound,
+)
+from likewise.settings import Settings
+from likewise.store.bitmaps import BitmapStore
+from likewise.store.db import Database
+from likewise.store.graph import PlatformGraph
+from likewise.store.models import (
+    Audience,
+    AudienceFile,
+    AudienceHistory,
+    AudienceShare,
+    AudienceVersion,
+    Job,
+    Upload,
+)
+
+AUDIENCE_ID_START = 6_000_000_000_000_000_000
+MATCH_FILES = "MATCH_FILES"
+
+
+class Audiences:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        graph: PlatformGraph,
+        bitmaps: BitmapStore,
+        uploads: Uploads,
+        jobs: JobRunner,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.graph = graph
+        self.bitmaps = bitmaps
+        self.uploads = uploads
+        self.jobs = jobs
+        self.clock = clock
+        self._cache: OrderedDict[tuple[int, int], BitMap] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        jobs.register(MATCH_FILES, self._run_match, self._match_failed)
+
+    # --- create ------------------------------------------------------------------------------
+
+    def new_audience(
+        self,
+        s: Session,
+        *,
+        advertiser_id: int,
+        name: str,
+        source: Source,
+        status: Status,
+        calculate_type: str | None = None,
+        sub_type: str = SubType.NORMAL,
+        retention_in_days: int | None = None,
+        enhancement: bool = False,
+    ) -> Audience:
+        """Insert an audience after the checks every kind shares (name, quota)."""
+        problem = check_name(name)
+        if problem:
+            raise InvalidParameter(problem, field="custom_audience_name")
+        if retention_in_days is not None and not 1 <= retention_in_days <= 365:
+            raise InvalidParameter("retention_in_days must be between 1 and 365",
+                                   field="retention_in_days")
+        count = s.execute(
+            select(func.count()).select_from(Audience).where(
+                Audience.advertiser_id == advertiser_id, Audience.deleted.is_(False))
+        ).scalar_one()
+        limit = self.settings.max_audiences_per_advertiser
+        if count >= limit:
+            raise LimitExceeded(
+                f"advertiser {advertiser_id} already has {count} custom audiences; at most "
+                f"{limit} are allowed: delete some first", field="advertiser_id")
+        now = self.clock()
+        audience = Audience(
+            id=self.db.next_id(s, "audience", AUDIENCE_ID_START),
+            advertiser_id=advertiser_id,
+            name=name,
+            source=source.value,
+            calculate_type=calculate_type,
+            audience_sub_type=sub_type,
+            retention_in_days=retention_in_days,
+            audience_enhancement=enhancement,
+            status=status.value,
+            version=0,
+            created_at=now,
+            modified_at=now,
+            last_used_at=now,
+        )
+        s.add(audience)
+        s.flush()
+        return audience
+
+    def create_from_files(
+        self,
+        *,
+        advertiser_id: int,
+        name: str,
+        calculate_type: str,
+        file_paths: list[str],
+        sub_type: str = SubType.NORMAL,
+        retention_in_days: int | None = None,
+        enhancement: bool = False,
+    ) -> int:
+        uploads = self._files(advertiser_id, file_paths, calculate_type)
+        with self.db.session() as s:
+            audience = self.new_audience(
+                s, advertiser_id=advertiser_id, name=name, source=Source.CUSTOMER_FILE,
+                status=Status.CALCULATING, calculate_type=calculate_type, sub_type=sub_type,
+                retention_in_days=retention_in_days, enhancement=enhancement)
+            for u in uploads:
+                s.add(AudienceFile(audience_id=audience.id, file_path=u.file_path))
+            self.history(s, audience.id, "CREATE", "file_paths: " + ", ".join(file_paths))
+            job = Job(audience_id=audience.id, kind=MATCH_FILES,
+                      payload={"file_paths": file_paths}, status="QUEUED",
+                      created_at=self.clock())
+            s.add(job)
+            s.flush()
+            audience_id, job_id = audience.id, job.id
+        self.jobs.submit(job_id)
+        return audience_id
+
+    def _files(self, advertiser_id: int, file_paths: list[str], calculate_type: str) -> list[Upload]:
+        if not file_paths:
+            raise InvalidParameter("file_paths must name at least one file", field="file_paths")
+        if len(set(file_paths)) != len(file_paths):
+            raise InvalidParameter("file_paths contains the same file twice", field="file_paths")
+        uploads = [self.uploads.get(advertiser_id, p) for p in file_paths]
+        for u in uploads:
+            if u.calculate_type != calculate_type:
+                raise InvalidParameter(
+                    f"file_path {u.file_path!r} was uploaded with calculate_type "
+                    f"{u.calculate_type}, not {calculate_type}", field="calculate_type")
+        return uploads
+
+    def _match(self, uploads: list[Upload]) -> tuple[BitMap, list[str]]:
+        """Members matched by these files, and one history line per file."""
+        paths = [self.uploads.keys_path(u) for u in uploads]
+        result = self.graph.match(paths)
+        lines = []
+        for u, p in zip(uploads, paths, strict=True):
+            stats = u.rejects or {}
+            matched = result.matched_rows_by_file.get(str(p), 0)
+            lines.append(
+                f"file {u.file_path}: {u.rows_total} rows, {u.rows_valid} valid, "
+                f"{matched} matched" + _rejects_text(u.rows_rejected, stats)
+            )
+        return result.members, lines
+
+    def _run_match(self, job: Job) -> None:
+        with self.db.session() as s:
+            audience = s.get(Audience, job.audience_id)
+            if audience is None or audience.deleted:
+                return
+            uploads = [s.get(Upload, p) for p in job.payload["file_paths"]]
+        members, lines = self._match([u for u in uploads if u is not None])
+        with self.db.session() as s:
+            audience = s.get(Audience, job.audience_id)
+            if audience is None or audience.deleted:
+                return
+            self.new_version(s, audience, members)
+            audience.status = Status.READY.value
+            audience.error_msg = ""
+            self.history(s, audience.id, "CALCULATED", f"version {audience.version}",
+                         msg="; ".join(lines))
+
+    def _match_failed(self, job: Job, error: str) -> None:
+        with self.db.session() as s:
+            audience = s.get(Audience, job.audience_id)
+            if audience is None:
+                return
+            audience.status = Status.FAILED.value
+            audience.error_msg = "matching failed; upload the files again or contact the operator"
+            self.history(s, audience.id, "FAILED", error[:500], msg=audience.error_msg)
+
+    def new_version(self, s: Session, audience: Audience, members: BitMap) -> None:
+        version = audience.version + 1
+        path = self.bitmaps.write(audience.id, version, members)
+        s.add(AudienceVersion(audience_id=audience.id, version=version, bitmap_file=path.name,
+                              size=len(members), created_at=self.clock()))
+        audience.version = version
+        audience.matched_num = len(members)
+        self.bitmaps.prune(audience.id, {version, version - 1})
+        with self._cache_lock:
+            self._cache[(audience.id, version)] = members
+
+    def history(self, s: Session, audience_id: int, action: str, detail: str = "",
+                *, msg: str = "", editor: str = "open_api") -> None:
+        s.add(AudienceHistory(audience_id=audience_id, action=action, action_detail=detail,
+                              editor=editor, msg=msg, opt_time=self.clock()))
+
+    # --- update ------------------------------------------------------------------------------
+
+    def update(
+        self,
+        *,
+        advertiser_id: int,
+        audience_id: int,
+        name: str | None = None,
+        file_paths: list[str] | None = None,
+        action: str | None = None,
+        sub_type: str | None = None,
+    ) -> None:
+        if name is None and file_paths is None and sub_type is None:
+            raise InvalidParameter(
+                "nothing to update: give custom_audience_name, file_paths or audience_sub_type",
+                field="custom_audience_name")
+        audience = self._owned(advertiser_id, audience_id)
+        if sub_type is not None:
+            # TikTok: only NORMAL -> REACH_FREQUENCY, and it overrides every other change.
+            if sub_type != SubType.REACH_FREQUENCY:
+                raise InvalidParameter("audience_sub_type can only be changed to REACH_FREQUENCY",
+                                       field="audience_sub_type")
+            with self.db.session() as s:
+                row = s.get(Audience, audience_id)
+                assert row is not None
+                row.audience_sub_type = sub_type
+                row.modified_at = self.clock()
+                self.history(s, audience_id, "UPDATE_SUB_TYPE", sub_type)
+            return
+        if name is not None:
+            problem = check_name(name)
+            if problem:
+                raise InvalidParameter(problem, field="custom_audience_name")
+        if file_paths is not None:
+            self._update_members(audience, file_paths, UpdateAction(action or "REPLACE"))
+        if name is not None:
+            with self.db.session() as s:
+                row = s.get(Audience, audience_id)
+                assert row is not None
+                old, row.name, row.modified_at = row.name, name, self.clock()
+                self.history(s, audience_id, "RENAME", f"{old} -> {name}")
+
+    def _update_members(self, audience: Audience, file_paths: list[str],
+                        action: UpdateAction) -> None:
+        if audience.source != Source.CUSTOMER_FILE:
+            raise InvalidParameter("file_paths can only be used with customer file audiences",
+                                   field="file_paths")
+        if audience.status == Status.CALCULATING:
+            raise AudienceNotReady(
+                "the audience is still being calculated; update it when it is ready",
+                field="custom_audience_id")
+        assert audience.calculate_type is not None
+        uploads = self._files(audience.advertiser_id, file_paths, audience.calculate_type)
+        matched, lines = self._match(uploads)
+        current = self.members(audience.id, audience.version)
+        if action is UpdateAction.APPEND:
+            members = current | matched
+        elif action is UpdateAction.REMOVE:
+            members = current - matched
+        else:
+            members = matched
+        reachable = members.difference_cardinality(self.graph.excluded())
+        minimum = self.settings.min_audience_size
+        if reachable < minimum:
+            raise AudienceTooSmall(
+                f"{action.value} would leave the audience with fewer than {minimum} reachable "
+                "users; it was not changed", field="action")
+        with self.db.session() as s:
+            row = s.get(Audience, audience.id)
+            assert row is not None
+            if action is not UpdateAction.REMOVE:
+                if action is UpdateAction.REPLACE:
+                    for f in s.execute(select(AudienceFile).where(
+                            AudienceFile.audience_id == row.id)).scalars():
+                        s.delete(f)
+                    s.flush()
+                known = set(s.execute(select(AudienceFile.file_path).where(
+                    AudienceFile.audience_id == row.id)).scalars())
+                for u in uploads:
+                    if u.file_path not in known:
+                        s.add(AudienceFile(audience_id=row.id, file_path=u.file_path))
+            self.new_version(s, row, members)
+            row.status = Status.READY.value
+            row.modified_at = self.clock()
+            self.history(s, row.id, action.value, "file_paths: " + ", ".join(file_paths),
+                         msg="; ".join(lines))
+
+    # --- read --------------------------------------------------------------------------------
+
+    def members(self, audience_id: int, version: int) -> BitMap:
+        """All matched users of one version (consent not applied)."""
+        key = (audience_id, version)
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        bitmap = self.bitmaps.read(audience_id, version) if version else BitMap()
+        with self._cache_lock:
+            self._cache[key] = bitmap
+            while len(self._cache) > 256:
+                self._cache.popitem(last=False)
+        return bitmap
+
+    def reachable(self, audience: Audience) -> BitMap:
+        """Members who may be targeted and counted: consent and erasure applied."""
+        return self.members(audience.id, audience.version) - self.graph.excluded()
+
+    def _owned(self, advertiser_id: int, audience_id: int) -> Audience:
+        with self.db.session() as s:
+            audience = s.get(Audience, audience_id)
+        if audience is None or audience.deleted or audience.advertiser_id != advertiser_id:
+            raise NotFound(f"custom audience {audience_id} does not exist",
+                           field="custom_audience_id")
+        return audience
+
+    def _visible(self, advertiser_id: int):  # noqa: ANN202 - a SQLAlchemy clause
+        shared = select(AudienceShare.audience_id).where(
+            AudienceShare.advertiser_id == advertiser_id)
+        return Audience.deleted.is_(False) & or_(
+            Audience.advertiser_id == advertiser_id, Audience.id.in_(shared))
+
+    def list(self, *, advertiser_id: int, ids: list[int] | None, page: int,
+             page_size: int) -> tuple[list[AudienceView], int]:
+        with self.db.session() as s:
+            q = select(Audience).where(self._visible(advertiser_id))
+            if ids:
+                q = q.where(Audience.id.in_(ids))
+            total = s.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+            rows = list(s.execute(
+                q.order_by(Audience.id.desc()).offset((page - 1) * page_size).limit(page_size)
+            ).scalars())
+            return [self._view(s, a, advertiser_id, 0) for a in rows], int(total)
+
+    def get(self, *, advertiser_id: int, ids: list[int], history_size: int | None
+            ) -> list[AudienceView]:
+        with self.db.session() as s:
+            rows = {a.id: a for a in s.execute(
+                select(Audience).where(self._visible(advertiser_id), Audience.id.in_(ids))
+            ).scalars()}
+            missing = [i for i in ids if i not in rows]
+            if missing:
+                raise NotFound(f"custom audience {missing[0]} does not exist",
+                               field="custom_audience_ids")
+            return [self._view(s, rows[i], advertiser_id, history_size) for i in ids]
+
+    def _view(self, s: Session, a: Audience, viewer: int, history_size: int | None
+              ) -> AudienceView:
+        now = self.clock()
+        life = Lifecycle(a.created_at, a.modified_at, a.last_used_at, a.retention_in_days)
+        expired = life.is_expired(now)
+        reachable = len(self.reachable(a)) if a.status == Status.READY else 0
+        is_valid, cover, msg = validity(
+            status=Status(a.status), reachable=reachable,
+            min_size=self.settings.min_audience_size, expired=expired, error_msg=a.error_msg)
+        shared_count = s.execute(select(func.count()).select_from(AudienceShare).where(
+            AudienceShare.audience_id == a.id)).scalar_one()
+        history: list[HistoryEntry] = []
+        if history_size != 0:
+            q = select(AudienceHistory).where(AudienceHistory.audience_id == a.id).order_by(
+                AudienceHistory.id.desc())
+            if history_size is not None:
+                q = q.limit(history_size)
+            history = [HistoryEntry(h.action, h.action_detail, h.editor, h.msg, h.opt_time)
+                       for h in s.execute(q).scalars()]
+        owner = a.advertiser_id == viewer
+        return AudienceView(
+            id=a.id, advertiser_id=viewer, owner_id=a.advertiser_id, name=a.name,
+            source=Source(a.source), calculate_type=a.calculate_type,
+            sub_type=a.audience_sub_type, status=Status(a.status), cover_num=cover,
+            is_valid=is_valid, is_expiring=life.is_expiring(now), is_expired=expired,
+            is_shared=(shared_count > 0) if owner else True, is_creator=owner,
+            msg=msg, error_msg=a.error_msg, created_at=a.created_at,
+            expires_at=life.expires_at(), retention_in_days=a.retention_in_days,
+            audience_enhancement=a.audience_enhancement, history=history)
+
+    # --- delete ------------------------------------------------------------------------------
+
+    def delete(self, *, advertiser_id: int, ids: list[int]) -> None:
+        """Delete owned audiences; all or nothing."""
+        with self.db.session() as s:
+            rows = []
+            for audience_id in ids:
+                a = s.get(Audience, audience_id)
+                if a is None or a.deleted or a.advertiser_id != advertiser_id:
+                    raise NotFound(f"custom audience {audience_id} does not exist",
+                                   field="custom_audience_ids")
+                rows.append(a)
+            for a in rows:
+                a.deleted = True
+                a.modified_at = self.clock()
+                for share in s.execute(select(AudienceShare).where(
+                        AudienceShare.audience_id == a.id)).scalars():
+                    s.delete(share)
+                self.history(s, a.id, "DELETE")
+        for a in rows:
+            self.bitmaps.drop(a.id)
+            with self._cache_lock:
+                for key in [k for k in self._cache if k[0] == a.id]:
+                    del self._cache[key]
+
+
+def _rejects_text(rejected: int, stats: dict[str, object]) -> str:
+    if not rejected:
+        return ""
+    reasons = stats.get("rejects", {})
+    assert isinstance(reasons, dict)
+    parts = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    return f", {rejected} rejected ({parts})"

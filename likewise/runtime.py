@@ -1,0 +1,62 @@
+"""The running system: settings, stores and services wired together once.
+
+Both the HTTP app and the CLI build one ``Runtime``; nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from likewise.engine.audiences import Audiences
+from likewise.engine.jobs import JobRunner
+from likewise.engine.segments import Segments
+from likewise.engine.uploads import Uploads
+from likewise.settings import Settings
+from likewise.store.bitmaps import BitmapStore
+from likewise.store.db import Database, migrate
+from likewise.store.graph import PlatformGraph
+from likewise.store.tenants import Tenants
+
+
+def utc_now() -> datetime:
+    """Naive UTC: what the metadata database stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        settings.ensure_dirs()
+        # A crash can leave half-received uploads behind: they may hold raw identifiers.
+        for leftover in (settings.data_dir / "tmp").iterdir():
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        self.db = Database(settings.metadata_url)
+        migrate(self.db.engine)
+        self.graph = PlatformGraph(
+            settings.data_dir / "platform.duckdb",
+            threads=settings.duckdb_threads,
+            memory_limit=settings.duckdb_memory_limit,
+        )
+        self.bitmaps = BitmapStore(settings.data_dir / "bitmaps")
+        self.tenants = Tenants(self.db)
+        self.uploads = Uploads(settings, self.db)
+        self.jobs = JobRunner(self.db, workers=settings.job_workers, clock=clock)
+        self.audiences = Audiences(
+            settings=settings, db=self.db, graph=self.graph, bitmaps=self.bitmaps,
+            uploads=self.uploads, jobs=self.jobs, clock=clock,
+        )
+        self.segments = Segments(self.audiences)
+
+    def start(self) -> None:
+        """Start background work (jobs left over from a previous run resume)."""
+        self.jobs.start()
+
+    def close(self) -> None:
+        self.jobs.stop()
+        self.db.engine.dispose()
