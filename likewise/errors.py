@@ -85,3 +85,7 @@ class CalculateTypeUnsupported(LikewiseError):
 
 class ImportError_(LikewiseError):
     """A platform users import could not be read."""
+
+
+class NotHashed(InvalidParameter):
+    """An identifier that must arrive hashed arrived in clear text."""

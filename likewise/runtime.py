@@ -48,8 +48,13 @@ class Runtime:
         self.uploads = Uploads(settings, self.db)
         self.jobs = JobRunner(self.db, workers=settings.job_workers, clock=clock)
         self.audiences = Audiences(
-            settings=settings, db=self.db, graph=self.graph, bitmaps=self.bitmaps,
-            uploads=self.uploads, jobs=self.jobs, clock=clock,
+            settings=settings,
+            db=self.db,
+            graph=self.graph,
+            bitmaps=self.bitmaps,
+            uploads=self.uploads,
+            jobs=self.jobs,
+            clock=clock,
         )
         self.segments = Segments(self.audiences)
 

@@ -92,17 +92,21 @@ class Audiences:
         if problem:
             raise InvalidParameter(problem, field="custom_audience_name")
         if retention_in_days is not None and not 1 <= retention_in_days <= 365:
-            raise InvalidParameter("retention_in_days must be between 1 and 365",
-                                   field="retention_in_days")
+            raise InvalidParameter(
+                "retention_in_days must be between 1 and 365", field="retention_in_days"
+            )
         count = s.execute(
-            select(func.count()).select_from(Audience).where(
-                Audience.advertiser_id == advertiser_id, Audience.deleted.is_(False))
+            select(func.count())
+            .select_from(Audience)
+            .where(Audience.advertiser_id == advertiser_id, Audience.deleted.is_(False))
         ).scalar_one()
         limit = self.settings.max_audiences_per_advertiser
         if count >= limit:
             raise LimitExceeded(
                 f"advertiser {advertiser_id} already has {count} custom audiences; at most "
-                f"{limit} are allowed: delete some first", field="advertiser_id")
+                f"{limit} are allowed: delete some first",
+                field="advertiser_id",
+            )
         now = self.clock()
         audience = Audience(
             id=self.db.next_id(s, "audience", AUDIENCE_ID_START),
@@ -137,22 +141,35 @@ class Audiences:
         uploads = self._files(advertiser_id, file_paths, calculate_type)
         with self.db.session() as s:
             audience = self.new_audience(
-                s, advertiser_id=advertiser_id, name=name, source=Source.CUSTOMER_FILE,
-                status=Status.CALCULATING, calculate_type=calculate_type, sub_type=sub_type,
-                retention_in_days=retention_in_days, enhancement=enhancement)
+                s,
+                advertiser_id=advertiser_id,
+                name=name,
+                source=Source.CUSTOMER_FILE,
+                status=Status.CALCULATING,
+                calculate_type=calculate_type,
+                sub_type=sub_type,
+                retention_in_days=retention_in_days,
+                enhancement=enhancement,
+            )
             for u in uploads:
                 s.add(AudienceFile(audience_id=audience.id, file_path=u.file_path))
             self.history(s, audience.id, "CREATE", "file_paths: " + ", ".join(file_paths))
-            job = Job(audience_id=audience.id, kind=MATCH_FILES,
-                      payload={"file_paths": file_paths}, status="QUEUED",
-                      created_at=self.clock())
+            job = Job(
+                audience_id=audience.id,
+                kind=MATCH_FILES,
+                payload={"file_paths": file_paths},
+                status="QUEUED",
+                created_at=self.clock(),
+            )
             s.add(job)
             s.flush()
             audience_id, job_id = audience.id, job.id
         self.jobs.submit(job_id)
         return audience_id
 
-    def _files(self, advertiser_id: int, file_paths: list[str], calculate_type: str) -> list[Upload]:
+    def _files(
+        self, advertiser_id: int, file_paths: list[str], calculate_type: str
+    ) -> list[Upload]:
         if not file_paths:
             raise InvalidParameter("file_paths must name at least one file", field="file_paths")
         if len(set(file_paths)) != len(file_paths):
@@ -162,7 +179,9 @@ class Audiences:
             if u.calculate_type != calculate_type:
                 raise InvalidParameter(
                     f"file_path {u.file_path!r} was uploaded with calculate_type "
-                    f"{u.calculate_type}, not {calculate_type}", field="calculate_type")
+                    f"{u.calculate_type}, not {calculate_type}",
+                    field="calculate_type",
+                )
         return uploads
 
     def _match(self, uploads: list[Upload]) -> tuple[BitMap, list[str]]:
@@ -193,8 +212,9 @@ class Audiences:
             self.new_version(s, audience, members)
             audience.status = Status.READY.value
             audience.error_msg = ""
-            self.history(s, audience.id, "CALCULATED", f"version {audience.version}",
-                         msg="; ".join(lines))
+            self.history(
+                s, audience.id, "CALCULATED", f"version {audience.version}", msg="; ".join(lines)
+            )
 
     def _match_failed(self, job: Job, error: str) -> None:
         with self.db.session() as s:
@@ -208,18 +228,41 @@ class Audiences:
     def new_version(self, s: Session, audience: Audience, members: BitMap) -> None:
         version = audience.version + 1
         path = self.bitmaps.write(audience.id, version, members)
-        s.add(AudienceVersion(audience_id=audience.id, version=version, bitmap_file=path.name,
-                              size=len(members), created_at=self.clock()))
+        s.add(
+            AudienceVersion(
+                audience_id=audience.id,
+                version=version,
+                bitmap_file=path.name,
+                size=len(members),
+                created_at=self.clock(),
+            )
+        )
         audience.version = version
         audience.matched_num = len(members)
         self.bitmaps.prune(audience.id, {version, version - 1})
         with self._cache_lock:
             self._cache[(audience.id, version)] = members
 
-    def history(self, s: Session, audience_id: int, action: str, detail: str = "",
-                *, msg: str = "", editor: str = "open_api") -> None:
-        s.add(AudienceHistory(audience_id=audience_id, action=action, action_detail=detail,
-                              editor=editor, msg=msg, opt_time=self.clock()))
+    def history(
+        self,
+        s: Session,
+        audience_id: int,
+        action: str,
+        detail: str = "",
+        *,
+        msg: str = "",
+        editor: str = "open_api",
+    ) -> None:
+        s.add(
+            AudienceHistory(
+                audience_id=audience_id,
+                action=action,
+                action_detail=detail,
+                editor=editor,
+                msg=msg,
+                opt_time=self.clock(),
+            )
+        )
 
     # --- update ------------------------------------------------------------------------------
 
@@ -236,13 +279,16 @@ class Audiences:
         if name is None and file_paths is None and sub_type is None:
             raise InvalidParameter(
                 "nothing to update: give custom_audience_name, file_paths or audience_sub_type",
-                field="custom_audience_name")
+                field="custom_audience_name",
+            )
         audience = self._owned(advertiser_id, audience_id)
         if sub_type is not None:
             # TikTok: only NORMAL -> REACH_FREQUENCY, and it overrides every other change.
             if sub_type != SubType.REACH_FREQUENCY:
-                raise InvalidParameter("audience_sub_type can only be changed to REACH_FREQUENCY",
-                                       field="audience_sub_type")
+                raise InvalidParameter(
+                    "audience_sub_type can only be changed to REACH_FREQUENCY",
+                    field="audience_sub_type",
+                )
             with self.db.session() as s:
                 row = s.get(Audience, audience_id)
                 assert row is not None
@@ -263,15 +309,18 @@ class Audiences:
                 old, row.name, row.modified_at = row.name, name, self.clock()
                 self.history(s, audience_id, "RENAME", f"{old} -> {name}")
 
-    def _update_members(self, audience: Audience, file_paths: list[str],
-                        action: UpdateAction) -> None:
+    def _update_members(
+        self, audience: Audience, file_paths: list[str], action: UpdateAction
+    ) -> None:
         if audience.source != Source.CUSTOMER_FILE:
-            raise InvalidParameter("file_paths can only be used with customer file audiences",
-                                   field="file_paths")
+            raise InvalidParameter(
+                "file_paths can only be used with customer file audiences", field="file_paths"
+            )
         if audience.status == Status.CALCULATING:
             raise AudienceNotReady(
                 "the audience is still being calculated; update it when it is ready",
-                field="custom_audience_id")
+                field="custom_audience_id",
+            )
         assert audience.calculate_type is not None
         uploads = self._files(audience.advertiser_id, file_paths, audience.calculate_type)
         matched, lines = self._match(uploads)
@@ -287,26 +336,37 @@ class Audiences:
         if reachable < minimum:
             raise AudienceTooSmall(
                 f"{action.value} would leave the audience with fewer than {minimum} reachable "
-                "users; it was not changed", field="action")
+                "users; it was not changed",
+                field="action",
+            )
         with self.db.session() as s:
             row = s.get(Audience, audience.id)
             assert row is not None
             if action is not UpdateAction.REMOVE:
                 if action is UpdateAction.REPLACE:
-                    for f in s.execute(select(AudienceFile).where(
-                            AudienceFile.audience_id == row.id)).scalars():
+                    for f in s.execute(
+                        select(AudienceFile).where(AudienceFile.audience_id == row.id)
+                    ).scalars():
                         s.delete(f)
                     s.flush()
-                known = set(s.execute(select(AudienceFile.file_path).where(
-                    AudienceFile.audience_id == row.id)).scalars())
+                known = set(
+                    s.execute(
+                        select(AudienceFile.file_path).where(AudienceFile.audience_id == row.id)
+                    ).scalars()
+                )
                 for u in uploads:
                     if u.file_path not in known:
                         s.add(AudienceFile(audience_id=row.id, file_path=u.file_path))
             self.new_version(s, row, members)
             row.status = Status.READY.value
             row.modified_at = self.clock()
-            self.history(s, row.id, action.value, "file_paths: " + ", ".join(file_paths),
-                         msg="; ".join(lines))
+            self.history(
+                s,
+                row.id,
+                action.value,
+                "file_paths: " + ", ".join(file_paths),
+                msg="; ".join(lines),
+            )
 
     # --- read --------------------------------------------------------------------------------
 
@@ -332,69 +392,103 @@ class Audiences:
         with self.db.session() as s:
             audience = s.get(Audience, audience_id)
         if audience is None or audience.deleted or audience.advertiser_id != advertiser_id:
-            raise NotFound(f"custom audience {audience_id} does not exist",
-                           field="custom_audience_id")
+            raise NotFound(
+                f"custom audience {audience_id} does not exist", field="custom_audience_id"
+            )
         return audience
 
-    def _visible(self, advertiser_id: int):  # noqa: ANN202 - a SQLAlchemy clause
+    def _visible(self, advertiser_id: int):
         shared = select(AudienceShare.audience_id).where(
-            AudienceShare.advertiser_id == advertiser_id)
+            AudienceShare.advertiser_id == advertiser_id
+        )
         return Audience.deleted.is_(False) & or_(
-            Audience.advertiser_id == advertiser_id, Audience.id.in_(shared))
+            Audience.advertiser_id == advertiser_id, Audience.id.in_(shared)
+        )
 
-    def list(self, *, advertiser_id: int, ids: list[int] | None, page: int,
-             page_size: int) -> tuple[list[AudienceView], int]:
+    def list(
+        self, *, advertiser_id: int, ids: list[int] | None, page: int, page_size: int
+    ) -> tuple[list[AudienceView], int]:
         with self.db.session() as s:
             q = select(Audience).where(self._visible(advertiser_id))
             if ids:
                 q = q.where(Audience.id.in_(ids))
             total = s.execute(select(func.count()).select_from(q.subquery())).scalar_one()
-            rows = list(s.execute(
-                q.order_by(Audience.id.desc()).offset((page - 1) * page_size).limit(page_size)
-            ).scalars())
+            rows = list(
+                s.execute(
+                    q.order_by(Audience.id.desc()).offset((page - 1) * page_size).limit(page_size)
+                ).scalars()
+            )
             return [self._view(s, a, advertiser_id, 0) for a in rows], int(total)
 
-    def get(self, *, advertiser_id: int, ids: list[int], history_size: int | None
-            ) -> list[AudienceView]:
+    def get(
+        self, *, advertiser_id: int, ids: list[int], history_size: int | None
+    ) -> list[AudienceView]:
         with self.db.session() as s:
-            rows = {a.id: a for a in s.execute(
-                select(Audience).where(self._visible(advertiser_id), Audience.id.in_(ids))
-            ).scalars()}
+            rows = {
+                a.id: a
+                for a in s.execute(
+                    select(Audience).where(self._visible(advertiser_id), Audience.id.in_(ids))
+                ).scalars()
+            }
             missing = [i for i in ids if i not in rows]
             if missing:
-                raise NotFound(f"custom audience {missing[0]} does not exist",
-                               field="custom_audience_ids")
+                raise NotFound(
+                    f"custom audience {missing[0]} does not exist", field="custom_audience_ids"
+                )
             return [self._view(s, rows[i], advertiser_id, history_size) for i in ids]
 
-    def _view(self, s: Session, a: Audience, viewer: int, history_size: int | None
-              ) -> AudienceView:
+    def _view(self, s: Session, a: Audience, viewer: int, history_size: int | None) -> AudienceView:
         now = self.clock()
         life = Lifecycle(a.created_at, a.modified_at, a.last_used_at, a.retention_in_days)
         expired = life.is_expired(now)
         reachable = len(self.reachable(a)) if a.status == Status.READY else 0
         is_valid, cover, msg = validity(
-            status=Status(a.status), reachable=reachable,
-            min_size=self.settings.min_audience_size, expired=expired, error_msg=a.error_msg)
-        shared_count = s.execute(select(func.count()).select_from(AudienceShare).where(
-            AudienceShare.audience_id == a.id)).scalar_one()
+            status=Status(a.status),
+            reachable=reachable,
+            min_size=self.settings.min_audience_size,
+            expired=expired,
+            error_msg=a.error_msg,
+        )
+        shared_count = s.execute(
+            select(func.count()).select_from(AudienceShare).where(AudienceShare.audience_id == a.id)
+        ).scalar_one()
         history: list[HistoryEntry] = []
         if history_size != 0:
-            q = select(AudienceHistory).where(AudienceHistory.audience_id == a.id).order_by(
-                AudienceHistory.id.desc())
+            q = (
+                select(AudienceHistory)
+                .where(AudienceHistory.audience_id == a.id)
+                .order_by(AudienceHistory.id.desc())
+            )
             if history_size is not None:
                 q = q.limit(history_size)
-            history = [HistoryEntry(h.action, h.action_detail, h.editor, h.msg, h.opt_time)
-                       for h in s.execute(q).scalars()]
+            history = [
+                HistoryEntry(h.action, h.action_detail, h.editor, h.msg, h.opt_time)
+                for h in s.execute(q).scalars()
+            ]
         owner = a.advertiser_id == viewer
         return AudienceView(
-            id=a.id, advertiser_id=viewer, owner_id=a.advertiser_id, name=a.name,
-            source=Source(a.source), calculate_type=a.calculate_type,
-            sub_type=a.audience_sub_type, status=Status(a.status), cover_num=cover,
-            is_valid=is_valid, is_expiring=life.is_expiring(now), is_expired=expired,
-            is_shared=(shared_count > 0) if owner else True, is_creator=owner,
-            msg=msg, error_msg=a.error_msg, created_at=a.created_at,
-            expires_at=life.expires_at(), retention_in_days=a.retention_in_days,
-            audience_enhancement=a.audience_enhancement, history=history)
+            id=a.id,
+            advertiser_id=viewer,
+            owner_id=a.advertiser_id,
+            name=a.name,
+            source=Source(a.source),
+            calculate_type=a.calculate_type,
+            sub_type=a.audience_sub_type,
+            status=Status(a.status),
+            cover_num=cover,
+            is_valid=is_valid,
+            is_expiring=life.is_expiring(now),
+            is_expired=expired,
+            is_shared=(shared_count > 0) if owner else True,
+            is_creator=owner,
+            msg=msg,
+            error_msg=a.error_msg,
+            created_at=a.created_at,
+            expires_at=life.expires_at(),
+            retention_in_days=a.retention_in_days,
+            audience_enhancement=a.audience_enhancement,
+            history=history,
+        )
 
     # --- delete ------------------------------------------------------------------------------
 
@@ -405,14 +499,16 @@ class Audiences:
             for audience_id in ids:
                 a = s.get(Audience, audience_id)
                 if a is None or a.deleted or a.advertiser_id != advertiser_id:
-                    raise NotFound(f"custom audience {audience_id} does not exist",
-                                   field="custom_audience_ids")
+                    raise NotFound(
+                        f"custom audience {audience_id} does not exist", field="custom_audience_ids"
+                    )
                 rows.append(a)
             for a in rows:
                 a.deleted = True
                 a.modified_at = self.clock()
-                for share in s.execute(select(AudienceShare).where(
-                        AudienceShare.audience_id == a.id)).scalars():
+                for share in s.execute(
+                    select(AudienceShare).where(AudienceShare.audience_id == a.id)
+                ).scalars():
                     s.delete(share)
                 self.history(s, a.id, "DELETE")
         for a in rows:

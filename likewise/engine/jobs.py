@@ -43,9 +43,11 @@ class JobRunner:
     def start(self) -> None:
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="likewise-job")
         with self.db.session() as s:
-            ids = list(s.execute(
-                select(Job.id).where(Job.status.in_(("QUEUED", "RUNNING"))).order_by(Job.id)
-            ).scalars())
+            ids = list(
+                s.execute(
+                    select(Job.id).where(Job.status.in_(("QUEUED", "RUNNING"))).order_by(Job.id)
+                ).scalars()
+            )
         for job_id in ids:
             self.submit(job_id)
 
@@ -86,9 +88,14 @@ class JobRunner:
                 job.attempts = attempt
             try:
                 self.handlers[job.kind](job)
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded, then retried
-                log.warning("job %s (%s) attempt %s failed: %s", job_id, job.kind, attempt,
-                            type(exc).__name__)
+            except Exception as exc:
+                log.warning(
+                    "job %s (%s) attempt %s failed: %s",
+                    job_id,
+                    job.kind,
+                    attempt,
+                    type(exc).__name__,
+                )
                 error = f"{type(exc).__name__}: {exc}"[:2000]
                 if attempt < MAX_ATTEMPTS:
                     time.sleep(0.2 * attempt)

@@ -43,8 +43,12 @@ class Segments:
     def create(self, *, advertiser_id: int, name: str) -> int:
         with self.db.session() as s:
             audience = self.audiences.new_audience(
-                s, advertiser_id=advertiser_id, name=segment_name(name), source=Source.SEGMENT,
-                status=Status.READY)
+                s,
+                advertiser_id=advertiser_id,
+                name=segment_name(name),
+                source=Source.SEGMENT,
+                status=Status.READY,
+            )
             self.audiences.history(s, audience.id, "CREATE", "segment")
             return audience.id
 
@@ -59,8 +63,9 @@ class Segments:
         if a is None or a.deleted or a.advertiser_id != advertiser_id:
             raise NotFound(f"audience {audience_id} does not exist", field="audience_ids")
         if a.source != Source.SEGMENT:
-            raise InvalidParameter(f"audience {audience_id} is not a segment audience",
-                                   field="audience_ids")
+            raise InvalidParameter(
+                f"audience {audience_id} is not a segment audience", field="audience_ids"
+            )
         return a
 
     def owner_of(self, audience_id: int, advertiser_ids: list[int]) -> Audience:
@@ -70,8 +75,9 @@ class Segments:
         if a is None or a.deleted or a.advertiser_id not in advertiser_ids:
             raise NotFound(f"audience {audience_id} does not exist", field="audience_ids")
         if a.source != Source.SEGMENT:
-            raise InvalidParameter(f"audience {audience_id} is not a segment audience",
-                                   field="audience_ids")
+            raise InvalidParameter(
+                f"audience {audience_id} is not a segment audience", field="audience_ids"
+            )
         return a
 
     def apply(self, mappings: list[Mapping], *, add: bool) -> dict[int, int]:

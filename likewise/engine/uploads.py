@@ -61,17 +61,27 @@ class Uploads:
     ) -> Upload:
         """Check, parse and store one file; the raw file is deleted whatever happens."""
         try:
-            return self._accept(advertiser_id, received, file_signature, calculate_type,
-                                region, now, name)
+            return self._accept(
+                advertiser_id, received, file_signature, calculate_type, region, now, name
+            )
         finally:
             received.path.unlink(missing_ok=True)
 
-    def _accept(self, advertiser_id: int, received: ReceivedFile, file_signature: str,
-                calculate_type: str, region: str | None, now: datetime, name: str) -> Upload:
+    def _accept(
+        self,
+        advertiser_id: int,
+        received: ReceivedFile,
+        file_signature: str,
+        calculate_type: str,
+        region: str | None,
+        now: datetime,
+        name: str,
+    ) -> Upload:
         if calculate_type not in CALCULATE_TYPES:
             raise InvalidParameter(
-                f"calculate_type {calculate_type!r} is not one of "
-                + ", ".join(CALCULATE_TYPES), field="calculate_type")
+                f"calculate_type {calculate_type!r} is not one of " + ", ".join(CALCULATE_TYPES),
+                field="calculate_type",
+            )
         if not received.filename.lower().endswith(SUFFIXES):
             raise FileTypeUnsupported(
                 f"file {received.filename!r} is not supported: the name must end in .csv or .txt",
@@ -90,15 +100,18 @@ class Uploads:
             )
         with open(received.path, "rb") as fh:
             if b"\x00" in fh.read(65536):
-                raise FileInvalid("the file is binary, not a text file of identifiers",
-                                  field="file")
+                raise FileInvalid(
+                    "the file is binary, not a text file of identifiers", field="file"
+                )
         file_path = "".join(secrets.choice(FILE_PATH_ALPHABET) for _ in range(16))
         keys = self.folder / f"{file_path}.parquet"
-        con = duckdb.connect(config={
-            "threads": self.settings.duckdb_threads,
-            "memory_limit": self.settings.duckdb_memory_limit,
-            "temp_directory": str(self.settings.data_dir / "tmp" / f"duck-{file_path}"),
-        })
+        con = duckdb.connect(
+            config={
+                "threads": self.settings.duckdb_threads,
+                "memory_limit": self.settings.duckdb_memory_limit,
+                "temp_directory": str(self.settings.data_dir / "tmp" / f"duck-{file_path}"),
+            }
+        )
         try:
             result = parse_customer_file(con, received.path, calculate_type, keys, region=region)
         except (FileSpecInvalid, FileInvalid):
@@ -110,7 +123,9 @@ class Uploads:
             keys.unlink(missing_ok=True)
             raise FileSpecInvalid(
                 f"the file has no valid identifiers for calculate_type {calculate_type}: "
-                + result.message(), field="file")
+                + result.message(),
+                field="file",
+            )
         upload = Upload(
             file_path=file_path,
             advertiser_id=advertiser_id,

@@ -52,12 +52,22 @@ CALCULATE_TYPES: dict[str, str | None] = {
 
 # Header names (case-insensitive) -> field kind.
 HEADERS = {
-    "email": "email", "email_sha256": "email",
-    "phone": "phone", "phone_sha256": "phone",
-    "maid": "maid", "maid_sha256": "maid", "maid_md5": "maid",
-    "idfa": "idfa", "idfa_sha256": "idfa", "idfa_md5": "idfa",
-    "gaid": "gaid", "gaid_sha256": "gaid", "gaid_md5": "gaid",
-    "aaid": "gaid", "aaid_sha256": "gaid", "aaid_md5": "gaid",
+    "email": "email",
+    "email_sha256": "email",
+    "phone": "phone",
+    "phone_sha256": "phone",
+    "maid": "maid",
+    "maid_sha256": "maid",
+    "maid_md5": "maid",
+    "idfa": "idfa",
+    "idfa_sha256": "idfa",
+    "idfa_md5": "idfa",
+    "gaid": "gaid",
+    "gaid_sha256": "gaid",
+    "gaid_md5": "gaid",
+    "aaid": "gaid",
+    "aaid_sha256": "gaid",
+    "aaid_md5": "gaid",
 }
 
 
@@ -115,11 +125,9 @@ def parse_customer_file(
           strict_mode = false, ignore_errors = true, store_rejects = true,
           rejects_table = 'rj_errors', rejects_scan = 'rj_scans')"""
     )
-    bad_encoding = con.execute(
-        "SELECT line FROM rj_errors ORDER BY line"
-    ).fetchall()
+    bad_encoding = con.execute("SELECT line FROM rj_errors ORDER BY line").fetchall()
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE lines AS SELECT row_no, line FROM raw_lines
+        """CREATE OR REPLACE TEMP TABLE lines AS SELECT row_no, line FROM raw_lines
         WHERE line IS NOT NULL AND trim(line, ' ' || chr(9)) <> ''"""
     )
     kinds = _columns(con, calculate_type)
@@ -135,8 +143,10 @@ def parse_customer_file(
     _row_stats(con, result, [int(r[0]) for r in bad_encoding])
     if result.rows_valid == 0 and result.rows_total > 0 and _looks_binary(con):
         raise FileInvalid("the file is not a text file of identifiers", field="file")
-    con.execute("DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS lines; "
-                "DROP TABLE IF EXISTS fields; DROP TABLE IF EXISTS keyed")
+    con.execute(
+        "DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS lines; "
+        "DROP TABLE IF EXISTS fields; DROP TABLE IF EXISTS keyed"
+    )
     return result
 
 
@@ -220,7 +230,7 @@ def _classify(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | No
     )
     mask = "CASE kind " + " ".join(f"WHEN '{k}' THEN {m}" for k, m in KIND_MASK.items()) + " END"
     parts = [
-        f"""SELECT fid, row_no, {sql_hash_key('vl')} AS k, ({mask})::UTINYINT AS kmask,
+        f"""SELECT fid, row_no, {sql_hash_key("vl")} AS k, ({mask})::UTINYINT AS kmask,
                    NULL AS reason FROM typed
             WHERE form = 'sha256' OR (form = 'md5' AND kind IN ('idfa', 'gaid', 'maid'))""",
         """SELECT fid, row_no, NULL, NULL, 'md5_not_supported_for_' || kind FROM typed
@@ -237,7 +247,7 @@ def _classify(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | No
         normalize_emails(con, "raw_email", "n_email")
         parts.append(
             f"""SELECT e.id, e.id // {FIELDS_PER_ROW},
-                CASE WHEN e.norm IS NOT NULL THEN {sql_hash_key('sha256(e.norm)')} END,
+                CASE WHEN e.norm IS NOT NULL THEN {sql_hash_key("sha256(e.norm)")} END,
                 {IdKind.EMAIL.bit}::UTINYINT,
                 CASE WHEN e.norm IS NULL THEN 'invalid_email' END FROM n_email e"""
         )
@@ -250,7 +260,7 @@ def _classify(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | No
         normalize_phones(con, "raw_phone", "n_phone")
         parts.append(
             f"""SELECT p.id, p.id // {FIELDS_PER_ROW},
-                CASE WHEN p.e164 IS NOT NULL THEN {sql_hash_key('sha256(p.e164)')} END,
+                CASE WHEN p.e164 IS NOT NULL THEN {sql_hash_key("sha256(p.e164)")} END,
                 {IdKind.PHONE.bit}::UTINYINT,
                 CASE WHEN p.e164 IS NULL THEN 'invalid_phone' END FROM n_phone p"""
         )
@@ -263,7 +273,7 @@ def _classify(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | No
         normalize_devices(con, "raw_device", "n_device")
         parts.append(
             f"""SELECT d.id, d.id // {FIELDS_PER_ROW},
-                CASE WHEN d.maid IS NOT NULL THEN {sql_hash_key('sha256(d.maid)')} END,
+                CASE WHEN d.maid IS NOT NULL THEN {sql_hash_key("sha256(d.maid)")} END,
                 ({mask})::UTINYINT,
                 CASE WHEN d.maid IS NULL THEN 'invalid_device_id' END
                 FROM n_device d JOIN typed t ON t.fid = d.id"""

@@ -90,7 +90,11 @@ def sql_basic(expr: str) -> str:
 
 def sql_fast_valid(basic_expr: str) -> str:
     """True where the strict pattern decides the address is valid."""
-    return f"(length({basic_expr}) <= {MAX_LENGTH} AND regexp_full_match({basic_expr}, '{_sql_pattern()}'))"
+    pattern = _sql_pattern()
+    return (
+        f"(length({basic_expr}) <= {MAX_LENGTH} "
+        f"AND regexp_full_match({basic_expr}, '{pattern}'))"
+    )
 
 
 def sql_strip_plus(basic_expr: str) -> str:

@@ -80,9 +80,9 @@ def fast_phone(text: str, region: str | None) -> str | None:
         nsn = c[len(rule.trunk) :]
         if rule.min_len <= len(nsn) <= rule.max_len and not nsn.startswith("0"):
             return "+" + rule.calling_code + nsn
-    if rule.min_len <= len(c) <= rule.max_len and not c.startswith("0"):
-        if not (rule.trunk and c.startswith(rule.trunk)):
-            return "+" + rule.calling_code + c
+    has_trunk = bool(rule.trunk) and c.startswith(rule.trunk)
+    if rule.min_len <= len(c) <= rule.max_len and not c.startswith("0") and not has_trunk:
+        return "+" + rule.calling_code + c
     if c.startswith(rule.calling_code):
         nsn = c[len(rule.calling_code) :]
         if rule.min_len <= len(nsn) <= rule.max_len and not nsn.startswith("0"):
@@ -123,7 +123,11 @@ def sql_fast_phone(text_expr: str, rule: str = "r") -> str:
     ``text_expr`` must already be trimmed. NULL means "not decided here".
     """
     c = f"regexp_replace({text_expr}, '{SQL_SEPARATORS}', '', 'g')"
-    nsn_ok = "({n} IS NOT NULL AND length({n}) BETWEEN {r}.min_len AND {r}.max_len AND NOT starts_with({n}, '0'))"
+    nsn_ok = (
+        "({n} IS NOT NULL AND length({n}) BETWEEN {r}.min_len AND {r}.max_len"
+        " AND NOT starts_with({n}, '0'))"
+    )
+    has_trunk = f"({rule}.trunk <> '' AND starts_with({c}, {rule}.trunk))"
     after_trunk = f"substr({c}, length({rule}.trunk) + 1)"
     after_cc = f"substr({c}, length({rule}.cc) + 1)"
     return f"""CASE
@@ -134,7 +138,7 @@ def sql_fast_phone(text_expr: str, rule: str = "r") -> str:
       WHEN {rule}.trunk <> '' AND starts_with({c}, {rule}.trunk)
            AND {nsn_ok.format(n=after_trunk, r=rule)} THEN '+' || {rule}.cc || {after_trunk}
       WHEN length({c}) BETWEEN {rule}.min_len AND {rule}.max_len AND NOT starts_with({c}, '0')
-           AND NOT ({rule}.trunk <> '' AND starts_with({c}, {rule}.trunk)) THEN '+' || {rule}.cc || {c}
+           AND NOT {has_trunk} THEN '+' || {rule}.cc || {c}
       WHEN starts_with({c}, {rule}.cc) AND {nsn_ok.format(n=after_cc, r=rule)} THEN '+' || {c}
       ELSE NULL END"""
 

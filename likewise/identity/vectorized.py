@@ -91,9 +91,9 @@ def _fallback(
     out: str,
 ) -> None:
     """``out(value, norm)`` for the distinct values the fast path did not decide."""
-    pending = [v for (v,) in con.execute(
-        f"SELECT DISTINCT {column} FROM {table} WHERE NOT ok"
-    ).fetchall()]
+    pending = [
+        v for (v,) in con.execute(f"SELECT DISTINCT {column} FROM {table} WHERE NOT ok").fetchall()
+    ]
     fb = pa.table(
         {
             "value": pa.array(pending, pa.string()),

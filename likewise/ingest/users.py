@@ -21,8 +21,18 @@ from likewise.identity.vectorized import normalize_devices, normalize_emails, no
 from likewise.store.graph import PlatformGraph
 
 COLUMNS = (
-    "user_id", "email", "phone", "idfa", "gaid", "country", "region", "age", "gender",
-    "language", "os", "personalized_ads",
+    "user_id",
+    "email",
+    "phone",
+    "idfa",
+    "gaid",
+    "country",
+    "region",
+    "age",
+    "gender",
+    "language",
+    "os",
+    "personalized_ads",
 )
 TRUE = ("true", "1", "yes", "y", "t")
 FALSE = ("false", "0", "no", "n", "f")
@@ -176,9 +186,7 @@ def _upsert_users(con: duckdb.DuckDBPyConnection, summary: dict[str, Any]) -> No
               FROM staged_ids WHERE uid IS NULL) n
             WHERE staged_ids.ext_id = n.ext_id"""
     )
-    new = con.execute(
-        "SELECT count(*) FROM staged_ids s WHERE s.uid >= ?", [start]
-    ).fetchone()
+    new = con.execute("SELECT count(*) FROM staged_ids s WHERE s.uid >= ?", [start]).fetchone()
     con.execute(
         """UPDATE users SET
              country = coalesce(i.country, users.country),
@@ -208,9 +216,12 @@ def _upsert_users(con: duckdb.DuckDBPyConnection, summary: dict[str, Any]) -> No
     summary["updated_users"] = summary["users"] - n_new
 
 
-def _email_keys(con: duckdb.DuckDBPyConnection, keys: list[str], idents: dict[str, int],
-                summary: dict[str, Any]) -> None:
-    con.execute("CREATE OR REPLACE TEMP VIEW src_email AS SELECT uid AS id, email AS raw FROM stage")
+def _email_keys(
+    con: duckdb.DuckDBPyConnection, keys: list[str], idents: dict[str, int], summary: dict[str, Any]
+) -> None:
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW src_email AS SELECT uid AS id, email AS raw FROM stage"
+    )
     normalize_emails(con, "src_email", "n_email")
     _count(con, "n_email", "basic", "email", idents, summary)
     kind = int(IdKind.EMAIL)
@@ -221,8 +232,9 @@ def _email_keys(con: duckdb.DuckDBPyConnection, keys: list[str], idents: dict[st
         )
 
 
-def _phone_keys(con: duckdb.DuckDBPyConnection, keys: list[str], idents: dict[str, int],
-                summary: dict[str, Any]) -> None:
+def _phone_keys(
+    con: duckdb.DuckDBPyConnection, keys: list[str], idents: dict[str, int], summary: dict[str, Any]
+) -> None:
     con.execute(
         "CREATE OR REPLACE TEMP VIEW src_phone AS "
         "SELECT uid AS id, phone AS raw, user_country AS region FROM stage"
@@ -237,10 +249,17 @@ def _phone_keys(con: duckdb.DuckDBPyConnection, keys: list[str], idents: dict[st
         )
 
 
-def _device_keys(con: duckdb.DuckDBPyConnection, kind: IdKind, keys: list[str],
-                 idents: dict[str, int], summary: dict[str, Any]) -> None:
+def _device_keys(
+    con: duckdb.DuckDBPyConnection,
+    kind: IdKind,
+    keys: list[str],
+    idents: dict[str, int],
+    summary: dict[str, Any],
+) -> None:
     col = kind.name.lower()
-    con.execute(f"CREATE OR REPLACE TEMP VIEW src_{col} AS SELECT uid AS id, {col} AS raw FROM stage")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW src_{col} AS SELECT uid AS id, {col} AS raw FROM stage"
+    )
     normalize_devices(con, f"src_{col}", f"n_{col}")
     _count(con, f"n_{col}", "maid", col, idents, summary)
     for fn in ("sha256", "md5"):
@@ -251,8 +270,14 @@ def _device_keys(con: duckdb.DuckDBPyConnection, kind: IdKind, keys: list[str],
             )
 
 
-def _count(con: duckdb.DuckDBPyConnection, table: str, col: str, name: str,
-           idents: dict[str, int], summary: dict[str, Any]) -> None:
+def _count(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    col: str,
+    name: str,
+    idents: dict[str, int],
+    summary: dict[str, Any],
+) -> None:
     row = con.execute(
         f"SELECT count(DISTINCT ({col}, id)) FILTER (WHERE {col} IS NOT NULL), "
         f"count(*) FILTER (WHERE {col} IS NULL) FROM {table}"

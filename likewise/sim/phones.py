@@ -157,9 +157,7 @@ PHONE_PLANS: dict[str, PhonePlan] = {
         country="DE",
         calling_code="49",
         nsn_length=11,
-        prefixes=_words(
-            "151 152 157 159 160 162 163 170 171 172 173 174 175 176 177 178 179"
-        ),
+        prefixes=_words("151 152 157 159 160 162 163 170 171 172 173 174 175 176 177 178 179"),
         national_formats=(
             ("0### ########", 0.45),
             ("0###/########", 0.2),
@@ -292,35 +290,30 @@ def _prefix_tables(prefixes: Sequence[str], nsn_length: int) -> tuple[np.ndarray
 def draw_nsn(
     rng: np.random.Generator,
     plan: PhonePlan,
-    regions: np.ndarray | None,
     size: int,
     *,
+    region_codes: np.ndarray | None = None,
+    region_names: Sequence[str] = (),
     exclude: np.ndarray | None = None,
 ) -> np.ndarray:
     """Draw ``size`` distinct valid NSNs (int64) of ``plan``'s country.
 
-    ``regions`` (object/str array of region codes, or None) picks area codes where the plan has
-    them. ``exclude`` (int64 NSNs) are never returned: the customer-file generator uses it for
-    numbers that no platform user has. Duplicates are re-drawn (keeping the prefix) until none
+    ``region_codes`` (ints indexing ``region_names``, one per number) pick area codes where the
+    plan has them. ``exclude`` (int64 NSNs) are never returned: the customer-file generator uses it
+    for numbers no platform user has. Duplicates are re-drawn (keeping the prefix) until none
     remain, which converges fast because every prefix has >= 10^6 completions.
     """
-    prefix_idx = np.empty(size, dtype=np.int64)
+    prefix_idx = rng.integers(0, len(plan.prefixes), size=size)
     all_prefixes: list[str] = list(plan.prefixes)
-    if regions is not None and plan.region_prefixes:
-        region_arr = np.asarray(regions)
-        todo = np.ones(size, dtype=bool)
-        for region, prefs in plan.region_prefixes.items():
-            rows = np.flatnonzero(region_arr == region)
-            if len(rows) == 0:
+    if region_codes is not None and plan.region_prefixes:
+        codes = np.asarray(region_codes)
+        for code, name in enumerate(region_names):
+            prefs = plan.region_prefixes.get(name)
+            rows = np.flatnonzero(codes == code) if prefs else np.zeros(0, np.int64)
+            if len(rows) == 0 or prefs is None:
                 continue
-            start = len(all_prefixes)
+            prefix_idx[rows] = len(all_prefixes) + rng.integers(0, len(prefs), size=len(rows))
             all_prefixes.extend(prefs)
-            prefix_idx[rows] = start + rng.integers(0, len(prefs), size=len(rows))
-            todo[rows] = False
-        rows = np.flatnonzero(todo)
-        prefix_idx[rows] = rng.integers(0, len(plan.prefixes), size=len(rows))
-    else:
-        prefix_idx[:] = rng.integers(0, len(plan.prefixes), size=size)
     base, span = _prefix_tables(all_prefixes, plan.nsn_length)
     row_base, row_span = base[prefix_idx], span[prefix_idx]
     nsn = row_base + rng.integers(0, row_span)

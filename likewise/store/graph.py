@@ -190,6 +190,36 @@ class PlatformGraph:
         with self.writing() as con:
             con.execute("DELETE FROM segment_keys WHERE audience_id = ?", [audience_id])
 
+    def set_consent(self, ext_ids: list[str], personalized_ads: bool) -> tuple[int, list[str]]:
+        """Change consent; returns how many users changed and the ids that were not found."""
+        with self.writing() as con:
+            found = self.uids_for(con, ext_ids)
+            con.register("hit", found)
+            con.execute(
+                "UPDATE users SET personalized_ads = ?, updated_at = now() "
+                "WHERE uid IN (SELECT uid FROM hit)",
+                [personalized_ads],
+            )
+            self.write_excluded(con)
+        known = set(found.column("ext_id").to_pylist())
+        return found.num_rows, [x for x in ext_ids if x not in known]
+
+    def erase(self, ext_ids: list[str]) -> tuple[int, list[str]]:
+        """Erase users: out of every audience at once, identifiers and attributes deleted."""
+        with self.writing() as con:
+            found = self.uids_for(con, ext_ids)
+            con.register("hit", found)
+            con.execute("DELETE FROM ident WHERE uid IN (SELECT uid FROM hit)")
+            con.execute(
+                """UPDATE users SET erased = true, personalized_ads = false, ext_id = NULL,
+                   country = NULL, region = NULL, age = NULL, gender = NULL, language = NULL,
+                   os = NULL, updated_at = now() WHERE uid IN (SELECT uid FROM hit)"""
+            )
+            self.write_excluded(con)
+            con.execute("CHECKPOINT")  # deleted rows leave the database file now
+        known = set(found.column("ext_id").to_pylist())
+        return found.num_rows, [x for x in ext_ids if x not in known]
+
     def counts(self) -> dict[str, int]:
         with self.connect() as con:
             row = con.execute(

@@ -1,0 +1,51 @@
+"""``create_app(settings)``: the HTTP application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from likewise import __version__
+from likewise.api import errors
+from likewise.api.envelope import EnvelopeResponse, ok
+from likewise.api.routes import account, admin, custom_audience, segment
+from likewise.runtime import Runtime
+from likewise.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. Pass ``runtime`` to share one (tests, the demo); otherwise one is built
+    from ``settings`` (or the environment) when the app starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = runtime is None
+        rt = runtime or Runtime(settings or Settings())
+        app.state.runtime = rt
+        if own:
+            rt.start()
+        try:
+            yield
+        finally:
+            if own:
+                rt.close()
+
+    app = FastAPI(
+        title="Likewise",
+        version=__version__,
+        summary="Custom Audiences engine with TikTok-compatible audience APIs",
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    errors.install(app)
+    for router in (custom_audience.router, segment.router, account.router, admin.router):
+        app.include_router(router)
+
+    @app.get("/health", tags=["admin"])
+    def health() -> EnvelopeResponse:
+        return ok({"status": "ok", "version": __version__})
+
+    return app

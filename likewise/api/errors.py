@@ -1,0 +1,71 @@
+"""The one table from domain errors to TikTok return codes, and the handlers that use it."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from likewise import errors as e
+from likewise.api.envelope import EnvelopeResponse, failure
+
+log = logging.getLogger("likewise.api")
+
+# Domain error class -> TikTok code. Order does not matter: lookup walks the class's MRO.
+CODES: dict[type[e.LikewiseError], int] = {
+    e.LikewiseError: 40000,
+    e.InvalidParameter: 40002,
+    e.NotHashed: 40062,
+    e.AudienceTooSmall: 40002,
+    e.AudienceNotReady: 40002,
+    e.LimitExceeded: 40002,
+    e.ImportError_: 40002,
+    e.PermissionDenied: 40001,
+    e.NotFound: 40007,
+    e.TooManyIds: 40011,
+    e.AuthMissing: 40104,
+    e.AuthInvalid: 40105,
+    e.AdvertiserMismatch: 40001,
+    e.FileSignatureMismatch: 40900,
+    e.FileEmpty: 40906,
+    e.FileTooLarge: 40907,
+    e.FileTypeUnsupported: 40908,
+    e.CalculateTypeUnsupported: 40909,
+    e.FileInvalid: 40914,
+    e.FileSpecInvalid: 40915,
+}
+SYSTEM_ERROR = 50000
+
+
+def code_for(exc: e.LikewiseError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in CODES:
+            return CODES[cls]  # type: ignore[index]
+    return CODES[e.LikewiseError]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(e.LikewiseError)
+    async def _domain(_request: Request, exc: e.LikewiseError) -> EnvelopeResponse:
+        return failure(code_for(exc), exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> EnvelopeResponse:
+        return failure(40002, "invalid request: " + str(exc.errors()[:1]))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> EnvelopeResponse:
+        # The request never reached API logic (unknown path, wrong method): a real HTTP error.
+        message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
+        return failure(40000, message, status_code=exc.status_code)
+
+    @app.middleware("http")
+    async def _unexpected(request: Request, call_next):
+        try:
+            return await call_next(request)
+        except Exception as exc:
+            # Log the type and path only: an exception's text may quote request data.
+            log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+            return failure(SYSTEM_ERROR, "system error; the request was not completed")

@@ -1,0 +1,1 @@
+"""TikTok wire models: TikTok's field names live here and nowhere else."""
