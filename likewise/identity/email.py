@@ -92,8 +92,7 @@ def sql_fast_valid(basic_expr: str) -> str:
     """True where the strict pattern decides the address is valid."""
     pattern = _sql_pattern()
     return (
-        f"(length({basic_expr}) <= {MAX_LENGTH} "
-        f"AND regexp_full_match({basic_expr}, '{pattern}'))"
+        f"(length({basic_expr}) <= {MAX_LENGTH} AND regexp_full_match({basic_expr}, '{pattern}'))"
     )
 
 

@@ -1,0 +1,124 @@
+"""Shared fixtures: a real server on 127.0.0.1 over a real data directory."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from likewise.api import create_app
+from likewise.runtime import Runtime
+from likewise.settings import Settings
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running Likewise: its runtime, base URL and an admin client."""
+
+    runtime: Runtime
+    url: str
+    data_dir: Path
+
+    @property
+    def api(self) -> str:
+        return self.url + "/open_api/v1.3"
+
+    def admin(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        r = httpx.request(
+            method,
+            self.url + "/admin/v1" + path,
+            headers={"X-Admin-Token": ADMIN_TOKEN},
+            timeout=120,
+            **kw,
+        )
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
+
+    def advertiser(self, name: str = "Acme", **kw: Any) -> tuple[str, str]:
+        """A new advertiser: ``(advertiser_id, access_token)``."""
+        data = self.admin("POST", "/advertisers", json={"name": name, **kw})["data"]
+        return data["advertiser_id"], data["access_token"]
+
+    def call(self, method: str, path: str, token: str | None, **kw: Any) -> dict[str, Any]:
+        headers = {"Access-Token": token} if token else {}
+        r = httpx.request(method, self.api + path, headers=headers, timeout=120, **kw)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert set(body) == {"code", "message", "request_id", "data"}, body
+        return body  # type: ignore[no-any-return]
+
+    def upload(
+        self,
+        token: str,
+        advertiser_id: str,
+        content: bytes,
+        *,
+        calculate_type: str = "EMAIL_SHA256",
+        filename: str = "customers.csv",
+        signature: str | None = None,
+    ) -> dict[str, Any]:
+        return self.call(
+            "POST",
+            "/dmp/custom_audience/file/upload/",
+            token,
+            data={
+                "advertiser_id": advertiser_id,
+                "calculate_type": calculate_type,
+                "file_signature": signature or hashlib.md5(content).hexdigest(),
+            },
+            files={"file": (filename, content)},
+        )
+
+    def wait_jobs(self) -> None:
+        assert self.runtime.jobs.wait_idle(120)
+
+
+def start_server(data_dir: Path, **settings: Any) -> Iterator[Server]:
+    port = free_port()
+    cfg = Settings(data_dir=data_dir, port=port, admin_token=ADMIN_TOKEN, **settings)
+    runtime = Runtime(cfg)
+    runtime.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(runtime=runtime),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield Server(runtime, f"http://127.0.0.1:{port}", data_dir)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        runtime.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A fresh server with a small minimum audience size (tests use small platforms)."""
+    yield from start_server(tmp_path / "data", min_audience_size=10)
