@@ -1,0 +1,3 @@
+from likewise.cli.main import main
+
+main()

@@ -1,0 +1,94 @@
+"""The CLI as operators run it: a real process over a real data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LIKEWISE_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "likewise.cli", *args],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_users_import_csv_prints_summary(tmp_path: Path) -> None:
+    csv = tmp_path / "users.csv"
+    csv.write_text(
+        "user_id,email,phone,idfa,country,os,personalized_ads\n"
+        "u1,Ann.Lee+x@Example.com,(415) 555-2671,6D92078A-8246-4BA4-AE5B-76104861E7DC,US,ios,true\n"
+        "u1,ann2@example.com,,,,,\n"
+        "u2,bob@example.com,12,,GB,android,false\n"
+        ",nobody@example.com,,,,,\n"
+        "u3,not-an-email,,,DE,android,maybe\n"
+    )
+    result = run(tmp_path / "data", "users", "import", str(csv))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["rows"] == 5
+    assert summary["users"] == 2
+    assert summary["new_users"] == 2
+    assert summary["identifiers"] == {"email": 3, "phone": 1, "idfa": 1}
+    assert summary["rejected"] == {
+        "missing_user_id": 1, "invalid_personalized_ads": 1, "invalid_phone": 1}
+    # Re-import updates and adds nothing new.
+    again = json.loads(run(tmp_path / "data", "users", "import", str(csv)).stdout)
+    assert again["new_users"] == 0 and again["updated_users"] == 2
+
+
+def test_users_import_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "users.parquet"
+    pq.write_table(pa.table({"user_id": ["a", "b"], "email": ["a@x.com", None],
+                             "age": [30, 40], "personalized_ads": [True, False]}), path)
+    result = run(tmp_path / "data", "users", "import", str(path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["users"] == 2 and summary["identifiers"] == {"email": 1}
+
+
+def test_bad_input_is_one_readable_line(tmp_path: Path) -> None:
+    missing = run(tmp_path / "data", "users", "import", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 1
+    assert "error: no such file" in missing.stderr and "Traceback" not in missing.stderr
+    no_id = tmp_path / "x.csv"
+    no_id.write_text("email\na@b.com\n")
+    result = run(tmp_path / "data", "users", "import", str(no_id))
+    assert result.returncode == 1
+    assert "no user_id column" in result.stderr and "Traceback" not in result.stderr
+    wrong = tmp_path / "x.xlsx"
+    wrong.write_bytes(b"PK\x03\x04")
+    result = run(tmp_path / "data", "users", "import", str(wrong))
+    assert result.returncode == 1 and "unsupported file type" in result.stderr
+
+
+def test_advertiser_token_works_with_get(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    created = run(data, "advertisers", "create", "--name", "Acme", "--business-center", "bc1")
+    assert created.returncode == 0, created.stderr
+    info = json.loads(created.stdout)
+    assert set(info) == {"advertiser_id", "access_token"}
+    path = f'/open_api/v1.3/advertiser/info/?advertiser_ids=["{info["advertiser_id"]}"]'
+    got = run(data, "get", path, "--token", info["access_token"])
+    body = json.loads(got.stdout)
+    assert body["code"] == 0 and body["data"]["list"][0]["name"] == "Acme"
+    bad = json.loads(run(data, "get", path, "--token", "wrong").stdout)
+    assert bad["code"] == 40105
+
+
+def test_consent_and_erase_commands(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    csv = tmp_path / "u.csv"
+    csv.write_text("user_id,email\nu1,a@x.com\nu2,b@x.com\n")
+    assert run(data, "users", "import", str(csv)).returncode == 0
+    out = json.loads(run(data, "users", "consent", "u1", "zz", "--opt-out").stdout)
+    assert out == {"updated": 1, "not_found": ["zz"]}
+    out = json.loads(run(data, "users", "erase", "u2").stdout)
+    assert out == {"erased": 1, "not_found": []}
