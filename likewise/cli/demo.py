@@ -33,7 +33,8 @@ def build_demo(
                 n_rows=min(5_000, users),
                 seed=seed + 1,
                 kind="EMAIL_SHA256",
-                hashed_only=True,
+                hashed_rate=1.0,
+                invalid_rate=0.0,
             )
             sample.write(settings.data_dir / "demo-customers.csv")
         existing = [a for a in rt.tenants.all_advertisers() if a.name == DEMO_NAME]

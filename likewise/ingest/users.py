@@ -159,59 +159,59 @@ def _upsert_users(con: duckdb.DuckDBPyConnection, summary: dict[str, Any]) -> No
         value = expr or f"nullif(trim({col}), '')"
         return f"arg_max({value}, row_no) FILTER (WHERE nullif(trim({col}), '') IS NOT NULL)"
 
+    # One row per user: the file's last non-empty value of each attribute, and the user's id if
+    # they exist already (erased people come back as new people with a fresh id).
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE incoming AS
-        SELECT trim(user_id) AS ext_id,
-          {last("country", "upper(trim(country))")} AS country,
-          {last("region")} AS region,
-          {last("age", "CAST(trim(age) AS USMALLINT)")} AS age,
-          {last("gender", "lower(trim(gender))")} AS gender,
-          {last("language", "lower(trim(language))")} AS language,
-          {last("os", "lower(trim(os))")} AS os,
-          {last("personalized_ads", f"lower(trim(personalized_ads)) IN ({true_list})")}
-            AS personalized_ads
-        FROM stage GROUP BY 1"""
-    )
-    # Existing users (erased ones come back as new people with a fresh id).
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE staged_ids AS
-        SELECT i.ext_id, u.uid FROM incoming i
-        LEFT JOIN users u ON u.ext_id = i.ext_id AND NOT u.erased"""
+        WITH agg AS (
+          SELECT trim(user_id) AS ext_id,
+            {last("country", "upper(trim(country))")} AS country,
+            {last("region")} AS region,
+            {last("age", "CAST(trim(age) AS USMALLINT)")} AS age,
+            {last("gender", "lower(trim(gender))")} AS gender,
+            {last("language", "lower(trim(language))")} AS language,
+            {last("os", "lower(trim(os))")} AS os,
+            {last("personalized_ads", f"lower(trim(personalized_ads)) IN ({true_list})")}
+              AS personalized_ads
+          FROM stage GROUP BY 1)
+        SELECT agg.*, u.uid AS old_uid, coalesce(agg.country, u.country) AS final_country
+        FROM agg LEFT JOIN users u ON u.ext_id = agg.ext_id AND NOT u.erased"""
     )
     base = con.execute("SELECT coalesce(max(uid) + 1, 0) FROM users").fetchone()
     start = int(base[0]) if base else 0
     con.execute(
-        f"""UPDATE staged_ids SET uid = n.uid FROM (
-              SELECT ext_id, ({start} + row_number() OVER (ORDER BY ext_id) - 1)::UINTEGER AS uid
-              FROM staged_ids WHERE uid IS NULL) n
-            WHERE staged_ids.ext_id = n.ext_id"""
+        f"""CREATE OR REPLACE TEMP TABLE incoming AS
+        SELECT *, old_uid AS uid FROM incoming WHERE old_uid IS NOT NULL
+        UNION ALL
+        SELECT *, ({start} + row_number() OVER () - 1)::UINTEGER AS uid
+        FROM incoming WHERE old_uid IS NULL"""
     )
-    new = con.execute("SELECT count(*) FROM staged_ids s WHERE s.uid >= ?", [start]).fetchone()
+    row = con.execute("SELECT count(*) FILTER (WHERE old_uid IS NULL) FROM incoming").fetchone()
+    n_new = int(row[0]) if row else 0
+    if n_new < summary["users"]:
+        con.execute(
+            """UPDATE users SET
+                 country = coalesce(i.country, users.country),
+                 region = coalesce(i.region, users.region), age = coalesce(i.age, users.age),
+                 gender = coalesce(i.gender, users.gender),
+                 language = coalesce(i.language, users.language), os = coalesce(i.os, users.os),
+                 personalized_ads = coalesce(i.personalized_ads, users.personalized_ads),
+                 updated_at = now()
+               FROM incoming i WHERE users.uid = i.old_uid"""
+        )
     con.execute(
-        """UPDATE users SET
-             country = coalesce(i.country, users.country),
-             region = coalesce(i.region, users.region), age = coalesce(i.age, users.age),
-             gender = coalesce(i.gender, users.gender),
-             language = coalesce(i.language, users.language), os = coalesce(i.os, users.os),
-             personalized_ads = coalesce(i.personalized_ads, users.personalized_ads),
-             updated_at = now()
-           FROM incoming i WHERE users.ext_id = i.ext_id AND NOT users.erased"""
-    )
-    con.execute(
-        f"""INSERT INTO users
-        SELECT s.uid, i.ext_id, i.country, i.region, i.age, i.gender, i.language, i.os,
-               coalesce(i.personalized_ads, true), false, now()
-        FROM incoming i JOIN staged_ids s USING (ext_id) WHERE s.uid >= {start}"""
+        """INSERT INTO users
+        SELECT uid, ext_id, country, region, age, gender, language, os,
+               coalesce(personalized_ads, true), false, now()
+        FROM incoming WHERE old_uid IS NULL"""
     )
     # Row -> uid, with the region used for national phone numbers.
     con.execute(
         """CREATE OR REPLACE TEMP TABLE stage AS
-        SELECT st.*, s.uid, u.country AS user_country FROM stage st
-        JOIN staged_ids s ON s.ext_id = trim(st.user_id)
-        JOIN users u ON u.uid = s.uid"""
+        SELECT st.*, i.uid, i.final_country AS user_country FROM stage st
+        JOIN incoming i ON i.ext_id = trim(st.user_id)"""
     )
     con.execute("DROP TABLE incoming")
-    n_new = int(new[0]) if new else 0
     summary["new_users"] = n_new
     summary["updated_users"] = summary["users"] - n_new
 
@@ -225,10 +225,18 @@ def _email_keys(
     normalize_emails(con, "src_email", "n_email")
     _count(con, "n_email", "basic", "email", idents, summary)
     kind = int(IdKind.EMAIL)
-    for expr in ("basic", "regexp_replace(basic, '\\+[^@]*@', '@')", "norm"):
+    plus = "regexp_replace(basic, '\\+[^@]*@', '@')"
+    # Each documented form once: the later forms only where they differ from the earlier ones.
+    forms = (
+        ("basic", "TRUE"),
+        (plus, "contains(basic, '+')"),
+        ("norm", f"norm <> {plus}"),
+    )
+    for expr, differs in forms:
         keys.append(
-            f"SELECT DISTINCT {sql_hash_key(f'sha256({expr})')} AS k, {kind}::UTINYINT AS kind, "
-            f"id AS uid FROM n_email WHERE basic IS NOT NULL AND {expr} IS NOT NULL"
+            f"SELECT {sql_hash_key(f'sha256({expr})')} AS k, {kind}::UTINYINT AS kind, "
+            f"id AS uid FROM (SELECT DISTINCT id, basic, norm FROM n_email "
+            f"WHERE basic IS NOT NULL) WHERE {expr} IS NOT NULL AND {differs}"
         )
 
 
@@ -244,8 +252,8 @@ def _phone_keys(
     kind = int(IdKind.PHONE)
     for expr in ("e164", "substr(e164, 2)"):
         keys.append(
-            f"SELECT DISTINCT {sql_hash_key(f'sha256({expr})')} AS k, {kind}::UTINYINT AS kind, "
-            f"id AS uid FROM n_phone WHERE e164 IS NOT NULL"
+            f"SELECT {sql_hash_key(f'sha256({expr})')} AS k, {kind}::UTINYINT AS kind, "
+            f"id AS uid FROM (SELECT DISTINCT id, e164 FROM n_phone WHERE e164 IS NOT NULL)"
         )
 
 
@@ -265,8 +273,9 @@ def _device_keys(
     for fn in ("sha256", "md5"):
         for case in ("maid", "upper(maid)"):
             keys.append(
-                f"SELECT DISTINCT {sql_hash_key(f'{fn}({case})')} AS k, "
-                f"{int(kind)}::UTINYINT AS kind, id AS uid FROM n_{col} WHERE maid IS NOT NULL"
+                f"SELECT {sql_hash_key(f'{fn}({case})')} AS k, "
+                f"{int(kind)}::UTINYINT AS kind, id AS uid "
+                f"FROM (SELECT DISTINCT id, maid FROM n_{col} WHERE maid IS NOT NULL)"
             )
 
 
@@ -292,10 +301,10 @@ def _insert_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> None:
     union = " UNION ALL ".join(keys)
     empty = con.execute("SELECT NOT EXISTS (SELECT 1 FROM ident)").fetchone()
     if empty and empty[0]:
-        con.execute(f"INSERT INTO ident SELECT DISTINCT * FROM ({union})")
+        con.execute(f"INSERT INTO ident {union}")
     else:
         con.execute(
-            f"""INSERT INTO ident SELECT DISTINCT n.* FROM ({union}) n
+            f"""INSERT INTO ident SELECT n.* FROM ({union}) n
             ANTI JOIN ident i ON i.k = n.k AND i.uid = n.uid"""
         )
 

@@ -67,6 +67,7 @@ class PlatformGraph:
     @contextmanager
     def connect(self, *, wait_seconds: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
         deadline = time.monotonic() + wait_seconds
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             try:
                 con = duckdb.connect(
@@ -75,7 +76,9 @@ class PlatformGraph:
                 )
                 break
             except duckdb.IOException as exc:  # locked by another process
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() > deadline:
                     raise GraphBusy(
                         "the platform graph is in use by another process (an import?); "
                         "try again when it has finished"

@@ -1,0 +1,37 @@
+"""The benchmarks still run (tiny sizes) and Likewise's answer equals the simulator's truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script: str, *args: str) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=ROOT,
+    )
+    start = result.stdout.index("{")
+    return json.loads(result.stdout[start:])  # type: ignore[no-any-return]
+
+
+def test_match_benchmark_smoke() -> None:
+    out = run("match.py", "--users", "4000", "--rows", "4000")
+    assert out["likewise_email_cover_num"] == out["expected_email_cover_num"]
+    assert out["likewise_mixed_cover_num"] == out["expected_mixed_cover_num"]
+    for key in ("speedup_vs_b", "ratio_to_c", "a_hashes_per_second"):
+        assert isinstance(out[key], (int, float)) and out[key] > 0
+
+
+def test_users_import_benchmark_smoke() -> None:
+    out = run("users_import.py", "--users", "3000")
+    assert out["users"] == 3000
+    assert isinstance(out["ratio_to_floor"], (int, float)) and out["ratio_to_floor"] > 0
