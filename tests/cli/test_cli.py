@@ -16,7 +16,11 @@ def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIKEWISE_DATA_DIR": str(data_dir)}
     return subprocess.run(
         [sys.executable, "-m", "likewise.cli", *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -38,7 +42,10 @@ def test_users_import_csv_prints_summary(tmp_path: Path) -> None:
     assert summary["new_users"] == 2
     assert summary["identifiers"] == {"email": 3, "phone": 1, "idfa": 1}
     assert summary["rejected"] == {
-        "missing_user_id": 1, "invalid_personalized_ads": 1, "invalid_phone": 1}
+        "missing_user_id": 1,
+        "invalid_personalized_ads": 1,
+        "invalid_phone": 1,
+    }
     # Re-import updates and adds nothing new.
     again = json.loads(run(tmp_path / "data", "users", "import", str(csv)).stdout)
     assert again["new_users"] == 0 and again["updated_users"] == 2
@@ -46,8 +53,17 @@ def test_users_import_csv_prints_summary(tmp_path: Path) -> None:
 
 def test_users_import_parquet(tmp_path: Path) -> None:
     path = tmp_path / "users.parquet"
-    pq.write_table(pa.table({"user_id": ["a", "b"], "email": ["a@x.com", None],
-                             "age": [30, 40], "personalized_ads": [True, False]}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": ["a", "b"],
+                "email": ["a@x.com", None],
+                "age": [30, 40],
+                "personalized_ads": [True, False],
+            }
+        ),
+        path,
+    )
     result = run(tmp_path / "data", "users", "import", str(path))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -92,3 +108,21 @@ def test_consent_and_erase_commands(tmp_path: Path) -> None:
     assert out == {"updated": 1, "not_found": ["zz"]}
     out = json.loads(run(data, "users", "erase", "u2").stdout)
     assert out == {"erased": 1, "not_found": []}
+
+
+def test_demo_builds_platform_and_prints_a_working_token(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = run(data, "demo", "--users", "3000", "--no-serve")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["users_import"]["new_users"] == 3000
+    assert "curl" in result.stderr and info["access_token"] in result.stderr
+    sample = Path(info["sample_file"]).read_text()
+    assert "@" not in sample  # hashed: no raw identifiers at rest, even in the demo
+    path = f"/open_api/v1.3/dmp/custom_audience/list/?advertiser_id={info['advertiser_id']}"
+    body = json.loads(run(data, "get", path, "--token", info["access_token"]).stdout)
+    assert body["code"] == 0 and body["message"] == "OK"
+    # A second run keeps the platform and the advertiser, with a new token.
+    again = json.loads(run(data, "demo", "--users", "3000", "--no-serve").stdout)
+    assert again["advertiser_id"] == info["advertiser_id"]
+    assert again["users_import"] is None
