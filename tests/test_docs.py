@@ -38,8 +38,7 @@ def test_every_cli_command_and_option_is_documented() -> None:
     commands = _commands(root, "likewise")
     assert len(commands) >= 8
     for full, cmd in commands:
-        heading = next((line for line in text.splitlines() if line.startswith(f"## `{full}")),
-                       None)
+        heading = next((line for line in text.splitlines() if line.startswith(f"## `{full}")), None)
         assert heading is not None, f"{full} has no section in docs/cli.md"
         for param in cmd.params:
             if getattr(param, "param_type_name", "") == "option":

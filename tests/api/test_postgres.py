@@ -39,29 +39,52 @@ def test_customer_file_flow_on_postgres(pg_server: Server) -> None:
     adv, token = server.advertiser("On Postgres")
     first = server.upload(token, adv, "\n".join(emails[:40]).encode())["data"]["file_path"]
     second = server.upload(token, adv, "\n".join(emails[40:]).encode())["data"]["file_path"]
-    created = server.call("POST", "/dmp/custom_audience/create/", token, json={
-        "advertiser_id": adv, "custom_audience_name": "pg", "calculate_type": "EMAIL_SHA256",
-        "file_paths": [first]})
+    created = server.call(
+        "POST",
+        "/dmp/custom_audience/create/",
+        token,
+        json={
+            "advertiser_id": adv,
+            "custom_audience_name": "pg",
+            "calculate_type": "EMAIL_SHA256",
+            "file_paths": [first],
+        },
+    )
     audience_id = created["data"]["custom_audience_id"]
     server.wait_jobs()
 
     def cover() -> int:
-        got = server.call("GET", "/dmp/custom_audience/get/", token, params={
-            "advertiser_id": adv, "custom_audience_ids": f'["{audience_id}"]'})
+        got = server.call(
+            "GET",
+            "/dmp/custom_audience/get/",
+            token,
+            params={"advertiser_id": adv, "custom_audience_ids": f'["{audience_id}"]'},
+        )
         return int(got["data"]["list"][0]["audience_details"]["cover_num"])
 
     assert cover() == 40
-    updated = server.call("POST", "/dmp/custom_audience/update/", token, json={
-        "advertiser_id": adv, "custom_audience_id": audience_id, "file_paths": [second],
-        "action": "APPEND", "custom_audience_name": "pg renamed"})
+    updated = server.call(
+        "POST",
+        "/dmp/custom_audience/update/",
+        token,
+        json={
+            "advertiser_id": adv,
+            "custom_audience_id": audience_id,
+            "file_paths": [second],
+            "action": "APPEND",
+            "custom_audience_name": "pg renamed",
+        },
+    )
     assert updated["code"] == 0, updated
     assert cover() == 60
-    listed = server.call("GET", "/dmp/custom_audience/list/", token,
-                         params={"advertiser_id": adv})
+    listed = server.call("GET", "/dmp/custom_audience/list/", token, params={"advertiser_id": adv})
     assert [a["name"] for a in listed["data"]["list"]] == ["pg renamed"]
-    deleted = server.call("POST", "/dmp/custom_audience/delete/", token, json={
-        "advertiser_id": adv, "custom_audience_ids": [audience_id]})
+    deleted = server.call(
+        "POST",
+        "/dmp/custom_audience/delete/",
+        token,
+        json={"advertiser_id": adv, "custom_audience_ids": [audience_id]},
+    )
     assert deleted["code"] == 0
-    listed = server.call("GET", "/dmp/custom_audience/list/", token,
-                         params={"advertiser_id": adv})
+    listed = server.call("GET", "/dmp/custom_audience/list/", token, params={"advertiser_id": adv})
     assert listed["data"]["page_info"]["total_number"] == 0

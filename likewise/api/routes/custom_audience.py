@@ -10,6 +10,7 @@ from likewise.api.envelope import EnvelopeResponse, ok
 from likewise.api.routes import tiktok_route
 from likewise.api.upload import receive_upload
 from likewise.api.wire.audience import (
+    CALCULATE_TYPE_ALIASES,
     CustomAudienceCreateRequest,
     CustomAudienceDeleteRequest,
     CustomAudienceFileUploadRequest,
@@ -47,7 +48,7 @@ async def file_upload(
             advertiser_id=advertiser_id,
             received=received,
             file_signature=req.file_signature,
-            calculate_type=req.calculate_type,
+            calculate_type=CALCULATE_TYPE_ALIASES.get(req.calculate_type, req.calculate_type),
             region=advertiser.country,
             now=runtime.clock(),
             name=req.name or fields.get("file_name", ""),
@@ -78,8 +79,7 @@ def create(body: BodyDep, runtime: RuntimeDep, principal: PrincipalDep) -> Envel
 def update(body: BodyDep, runtime: RuntimeDep, principal: PrincipalDep) -> EnvelopeResponse:
     req = parse(CustomAudienceUpdateRequest, body)
     advertiser_id = require_advertiser(principal, req.advertiser_id)
-    if req.action is not None and req.file_paths is None:
-        raise InvalidParameter("action needs file_paths", field="file_paths")
+    # ``action`` only applies with file_paths (spec); the official SDK always sends REPLACE.
     runtime.audiences.update(
         advertiser_id=advertiser_id,
         audience_id=int(req.custom_audience_id),

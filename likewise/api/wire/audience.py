@@ -34,6 +34,9 @@ UploadCalculateType = Literal[
     "MAID_SHA256",
     "MAID_MD5",
 ]
+# TikTok gives each alias the same internal code as FIRST_*, and create/update only name FIRST_*:
+# an upload is stored under the canonical name so its file_path works with create and update.
+CALCULATE_TYPE_ALIASES = {"MAID_SHA256": "FIRST_SHA256", "MAID_MD5": "FIRST_MD5"}
 SubType = Literal["NORMAL", "REACH_FREQUENCY"]
 Action = Literal["APPEND", "REMOVE", "REPLACE"]
 FilePath = Annotated[str, Field(min_length=16, max_length=16)]

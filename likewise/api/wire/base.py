@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Annotated, Any, TypeVar
@@ -44,7 +45,7 @@ def parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidParameter(describe(exc), field=_field(exc)) from None
+        raise InvalidParameter(describe(exc, model), field=_field(exc)) from None
 
 
 def _field(exc: ValidationError) -> str:
@@ -52,8 +53,9 @@ def _field(exc: ValidationError) -> str:
     return ".".join(str(p) for p in err["loc"] if not isinstance(p, int)) or "body"
 
 
-def describe(exc: ValidationError) -> str:
-    """One sentence naming the field and what is wrong with it."""
+def describe(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One sentence naming the field and what is wrong with it (with ``model``, length errors
+    give the whole allowed range, not only the bound that was crossed)."""
     err = exc.errors()[0]
     loc = err["loc"]
     name = ""
@@ -66,10 +68,47 @@ def describe(exc: ValidationError) -> str:
     if kind == "literal_error":
         return f"{name}: {err['input']!r} is not one of {ctx.get('expected', '')}"
     if kind in ("string_too_short", "string_too_long"):
-        return f"{name} must be {_length(ctx)} characters"
+        declared = _declared(model, loc)
+        bounds = {"min_length": declared.get("minLength"), "max_length": declared.get("maxLength")}
+        return f"{name} must be {_length({**bounds, **ctx})} characters"
     if kind in ("too_short", "too_long"):
-        return f"{name} must have {_length(ctx)} items"
+        declared = _declared(model, loc)
+        bounds = {"min_length": declared.get("minItems"), "max_length": declared.get("maxItems")}
+        return f"{name} must have {_length({**bounds, **ctx})} items"
     return f"{name}: {err['msg']}"
+
+
+@functools.cache
+def _json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def _declared(model: type[BaseModel] | None, loc: tuple[int | str, ...]) -> dict[str, Any]:
+    """The JSON schema of the field at ``loc`` (its non-null branch), or {} if unknown."""
+    if model is None:
+        return {}
+    try:
+        schema = _json_schema(model)
+    except Exception:  # a model without a JSON schema: fall back to the error's own bound
+        return {}
+    defs = schema.get("$defs", {})
+
+    def branch(node: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in node:
+            node = defs.get(str(node["$ref"]).rsplit("/", 1)[-1], {})
+        for alt in node.get("anyOf", []):
+            if alt.get("type") != "null":
+                return branch(alt)
+        return node
+
+    node = schema
+    for part in loc:
+        node = branch(node)
+        if isinstance(part, int):
+            node = node.get("items", {})
+        else:
+            node = node.get("properties", {}).get(part, {})
+    return branch(node)
 
 
 def _length(ctx: dict[str, Any]) -> str:
