@@ -6,6 +6,9 @@ if every completion is valid, so validity holds by construction (``tests/unit/te
 checks it against the installed ``phonenumbers`` metadata). Within one country all national
 significant numbers (NSN) have the same length, which keeps formatting a fixed-width byte copy.
 
+Platform users get numbers from :class:`NumberAllocator` (distinct by construction); customer
+files draw extra random ones with :func:`draw_nsn`, avoiding the users' numbers.
+
 Formatting uses templates where ``#`` takes the next NSN digit and every other character is
 literal, so ``"(###) ###-####"`` renders ``4155552671`` as ``(415) 555-2671``. All work is numpy
 over ``uint8`` matrices; no Python loop runs per number.
@@ -16,17 +19,22 @@ shared by the other ``likewise.sim`` modules.
 
 from __future__ import annotations
 
+import math
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "COUNTRIES",
     "IDD_PREFIX",
     "PHONE_PLANS",
+    "NumberAllocator",
     "PhonePlan",
+    "affine_bijection",
     "draw_nsn",
     "e164_strings",
     "fixed_width_strings",
@@ -66,6 +74,11 @@ class PhonePlan:
     national_formats: tuple[tuple[str, float], ...]
     international_formats: tuple[tuple[str, float], ...]
     region_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def all_prefixes(self) -> tuple[str, ...]:
+        """Every prefix the plan uses, default and regional, sorted."""
+        return tuple(sorted(set(self.prefixes).union(*self.region_prefixes.values())))
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -257,6 +270,10 @@ def scatter(
     Lets a column be computed group by group (per country, per format) and put back in row order
     with one ``take`` instead of per-row writes.
     """
+    if len(pieces) == 1 and type_ == pa.string() and pieces[0][1].type == pa.string():
+        rows = np.asarray(pieces[0][0], dtype=np.int64)
+        if len(rows) == 0 or (rows[0] >= 0 and rows[-1] < n and np.all(np.diff(rows) > 0)):
+            return _expand_sorted(rows, pieces[0][1], n)
     idx_parts = [np.asarray(i, dtype=np.int64) for i, _ in pieces]
     val_parts = [v.cast(type_) if v.type != type_ else v for _, v in pieces]
     covered = sum(len(i) for i in idx_parts)
@@ -277,6 +294,29 @@ def scatter(
     return values.take(pa.array(position))
 
 
+def _expand_sorted(rows: np.ndarray, values: pa.Array, n: int) -> pa.Array:
+    """``scatter`` for one piece with increasing rows: new offsets and validity over the same
+    character buffer, no copy of the strings."""
+    m = len(values)
+    if len(rows) != m:
+        raise ValueError("scatter: rows and values differ in length")
+    if m == 0:
+        return pa.nulls(n, pa.string())
+    voff = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset : values.offset + m + 1]
+    lengths = np.zeros(n, dtype=np.int64)
+    lengths[rows] = np.diff(voff)
+    offsets = np.empty(n + 1, dtype=np.int32)
+    offsets[0] = voff[0]
+    np.cumsum(lengths, out=lengths)
+    offsets[1:] = lengths + offsets[0]
+    valid = np.zeros(n, dtype=bool)
+    valid[rows] = values.is_valid().to_numpy(zero_copy_only=False)
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets), values.buffers()[2], bitmap, null_count=int(n - valid.sum())
+    )
+
+
 # --------------------------------------------------------------------------- drawing
 
 
@@ -287,47 +327,117 @@ def _prefix_tables(prefixes: Sequence[str], nsn_length: int) -> tuple[np.ndarray
     return base, span
 
 
+def affine_bijection(space: int, rng: np.random.Generator) -> tuple[int, int]:
+    """``(a, b)`` such that ``j -> (a * j + b) % space`` permutes ``range(space)``.
+
+    ``a`` is coprime with ``space`` and far from 0 and ``space``, so consecutive ``j`` land far
+    apart: distinct outputs for free, without remembering what was handed out.
+    """
+    if space <= 2:
+        return 1, 0
+    a = int(rng.integers(space // 3, 2 * space // 3)) | 1
+    while math.gcd(a, space) != 1:
+        a += 2
+    return a, int(rng.integers(0, space))
+
+
+class NumberAllocator:
+    """Distinct numbers for platform users, handed out chunk after chunk.
+
+    Each prefix group (a country's prefixes, or a region's area codes) spans
+    ``len(prefixes) * 10**free_digits`` numbers; its j-th number is an affine bijection of j (see
+    :func:`affine_bijection`), so users get distinct, scattered numbers without a global
+    de-duplication pass over all of them.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._used: dict[tuple[str, tuple[str, ...]], int] = {}
+        self._affine: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}
+
+    def allocate(
+        self, plan: PhonePlan, region_codes: np.ndarray, region_names: Sequence[str]
+    ) -> np.ndarray:
+        """One new NSN per row; ``region_codes`` index ``region_names`` (area codes)."""
+        codes = np.asarray(region_codes, dtype=np.int64)
+        groups: list[tuple[str, ...]] = [plan.prefixes]
+        lut = np.zeros(max(len(region_names), 1), dtype=np.int64)
+        for code, name in enumerate(region_names):
+            prefs = plan.region_prefixes.get(name)
+            if prefs is not None:
+                if prefs not in groups:
+                    groups.append(prefs)
+                lut[code] = groups.index(prefs)
+        group = lut[codes] if len(codes) else codes
+        nsn = np.empty(len(codes), dtype=np.int64)
+        for g, prefs in enumerate(groups):
+            rows = np.flatnonzero(group == g)
+            if len(rows) == 0:
+                continue
+            free = plan.nsn_length - len(prefs[0])
+            if any(len(p) != len(prefs[0]) for p in prefs):
+                raise ValueError(f"{plan.country}: prefixes of one group must have one length")
+            space = len(prefs) * 10**free
+            key = (plan.country, prefs)
+            if key not in self._affine:
+                salt = zlib.crc32(",".join((plan.country, *prefs)).encode())
+                self._affine[key] = affine_bijection(
+                    space, np.random.default_rng([self._seed, salt])
+                )
+            a, b = self._affine[key]
+            start = self._used.get(key, 0)
+            if start + len(rows) > space or a * space >= 2**63:
+                raise ValueError(f"{plan.country}: number space {prefs[:3]}... exhausted")
+            j = np.arange(start, start + len(rows), dtype=np.int64)
+            pos = (j * a + b) % space
+            base, _ = _prefix_tables(prefs, plan.nsn_length)
+            nsn[rows] = base[pos // 10**free] + pos % 10**free
+            self._used[key] = start + len(rows)
+        return nsn
+
+
 def draw_nsn(
     rng: np.random.Generator,
     plan: PhonePlan,
     size: int,
     *,
-    region_codes: np.ndarray | None = None,
-    region_names: Sequence[str] = (),
     exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Draw ``size`` distinct valid NSNs (int64) of ``plan``'s country.
+    """Draw ``size`` distinct random valid NSNs (int64) of ``plan``'s country.
 
-    ``region_codes`` (ints indexing ``region_names``, one per number) pick area codes where the
-    plan has them. ``exclude`` (int64 NSNs) are never returned: the customer-file generator uses it
-    for numbers no platform user has. Duplicates are re-drawn (keeping the prefix) until none
-    remain, which converges fast because every prefix has >= 10^6 completions.
+    ``exclude`` (int64 NSNs) are never returned: the customer-file generator uses it for numbers
+    no platform user has. Duplicates are re-drawn (keeping the prefix) until none remain, which
+    converges fast because every prefix has >= 10^6 completions.
     """
-    prefix_idx = rng.integers(0, len(plan.prefixes), size=size)
-    all_prefixes: list[str] = list(plan.prefixes)
-    if region_codes is not None and plan.region_prefixes:
-        codes = np.asarray(region_codes)
-        for code, name in enumerate(region_names):
-            prefs = plan.region_prefixes.get(name)
-            rows = np.flatnonzero(codes == code) if prefs else np.zeros(0, np.int64)
-            if len(rows) == 0 or prefs is None:
-                continue
-            prefix_idx[rows] = len(all_prefixes) + rng.integers(0, len(prefs), size=len(rows))
-            all_prefixes.extend(prefs)
-    base, span = _prefix_tables(all_prefixes, plan.nsn_length)
+    prefixes = plan.all_prefixes
+    prefix_idx = rng.integers(0, len(prefixes), size=size)
+    base, span = _prefix_tables(prefixes, plan.nsn_length)
     row_base, row_span = base[prefix_idx], span[prefix_idx]
     nsn = row_base + rng.integers(0, row_span)
-    excluded = np.unique(exclude) if exclude is not None and len(exclude) else None
+    excluded = np.zeros(0, dtype=np.int64)
+    if exclude is not None and len(exclude):
+        excluded = np.asarray(exclude, dtype=np.int64)
+        if np.any(excluded[1:] < excluded[:-1]):
+            excluded = np.sort(excluded)
+
+    def taken(values: np.ndarray) -> np.ndarray:
+        # Binary search in the sorted exclusions: no hash set over millions of numbers.
+        if len(excluded) == 0:
+            return np.zeros(len(values), dtype=bool)
+        pos = np.minimum(np.searchsorted(excluded, values), len(excluded) - 1)
+        return excluded[pos] == values
+
+    bad = taken(nsn)
     for _ in range(64):
-        bad = np.ones(size, dtype=bool)
         _, first = np.unique(nsn, return_index=True)
-        bad[first] = False
-        if excluded is not None:
-            bad |= np.isin(nsn, excluded, assume_unique=False)
-        redo = np.flatnonzero(bad)
+        repeated = np.ones(size, dtype=bool)
+        repeated[first] = False
+        redo = np.flatnonzero(bad | repeated)
         if len(redo) == 0:
             return nsn
         nsn[redo] = row_base[redo] + rng.integers(0, row_span[redo])
+        bad = np.zeros(size, dtype=bool)
+        bad[redo] = taken(nsn[redo])  # only re-drawn numbers can newly hit an exclusion
     raise RuntimeError(f"draw_nsn: could not draw {size} distinct {plan.country} numbers")
 
 
@@ -335,9 +445,20 @@ def draw_nsn(
 
 
 def _digits(nsn: np.ndarray, length: int) -> np.ndarray:
-    """``(m, length)`` ASCII digit matrix of zero-padded numbers."""
-    powers = 10 ** np.arange(length - 1, -1, -1, dtype=np.int64)
-    return ((nsn[:, None] // powers[None, :]) % 10 + ord("0")).astype(np.uint8)
+    """``(m, length)`` ASCII digit matrix of zero-padded numbers.
+
+    Arrow's int-to-string cast plus left padding is several times faster than 64-bit integer
+    division per digit in numpy, and the padded strings are exactly the rows of the matrix.
+    """
+    m = len(nsn)
+    if m == 0:
+        return np.zeros((0, length), dtype=np.uint8)
+    if int(nsn.min()) < 0 or int(nsn.max()) >= 10**length:
+        raise ValueError(f"numbers do not fit in {length} digits")
+    text = pc.utf8_lpad(pc.cast(pa.array(nsn, pa.int64()), pa.string()), width=length, padding="0")
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset : text.offset + m + 1]
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return data.reshape(m, length)
 
 
 def format_nsn(nsn: np.ndarray, nsn_length: int, template: str) -> pa.StringArray:
