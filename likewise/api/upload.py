@@ -69,10 +69,10 @@ class _Receiver:
         _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
         self._name = params.get(b"name", b"").decode("utf-8", "replace")
         filename = params.get(b"filename")
-        if filename is not None and self._name == "file":
+        if self._name == "file":  # streamed to disk even when the client sent no filename
             if self.file is not None or self._fh is not None:
                 raise InvalidParameter("send exactly one file", field="file")
-            self._filename = filename.decode("utf-8", "replace")
+            self._filename = filename.decode("utf-8", "replace") if filename is not None else ""
             self._path = self.tmp_dir / f"upload-{secrets.token_hex(8)}"
             self._fh = open(self._path, "wb")  # noqa: SIM115 - closed in part_end/cleanup
 
@@ -102,6 +102,11 @@ class _Receiver:
         elif self._name:
             self.fields.setdefault(self._name, self._buffer.decode("utf-8", "replace"))
 
+    @property
+    def incomplete(self) -> bool:
+        """The body ended before the file part did: what arrived must not be used or kept."""
+        return self._fh is not None
+
     def cleanup(self) -> None:
         if self._fh is not None:
             self._fh.close()
@@ -124,6 +129,11 @@ async def receive_upload(
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
+        if receiver.incomplete:
+            raise InvalidParameter(
+                "malformed multipart body: it ends inside the file part (no closing boundary)",
+                field="file",
+            )
     except MultipartParseError as exc:
         receiver.cleanup()
         raise InvalidParameter(f"malformed multipart body: {exc}", field="file") from None

@@ -512,6 +512,8 @@ class Audiences:
                     s.delete(share)
                 self.history(s, a.id, "DELETE")
         for a in rows:
+            if a.source == Source.SEGMENT:
+                self.graph.segment_drop(a.id)  # its hashed keys go with it
             self.bitmaps.drop(a.id)
             with self._cache_lock:
                 for key in [k for k in self._cache if k[0] == a.id]:

@@ -82,6 +82,10 @@ class Uploads:
                 f"calculate_type {calculate_type!r} is not one of " + ", ".join(CALCULATE_TYPES),
                 field="calculate_type",
             )
+        if not received.filename:
+            raise FileTypeUnsupported(
+                "the file part has no filename: send one ending in .csv or .txt", field="file"
+            )
         if not received.filename.lower().endswith(SUFFIXES):
             raise FileTypeUnsupported(
                 f"file {received.filename!r} is not supported: the name must end in .csv or .txt",

@@ -125,7 +125,9 @@ def parse_customer_file(
           strict_mode = false, ignore_errors = true, store_rejects = true,
           rejects_table = 'rj_errors', rejects_scan = 'rj_scans')"""
     )
-    bad_encoding = con.execute("SELECT line FROM rj_errors ORDER BY line").fetchall()
+    bad_encoding = con.execute("SELECT DISTINCT line FROM rj_errors ORDER BY line").fetchall()
+    if bad_encoding:
+        _renumber(con)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE lines AS SELECT row_no, line FROM raw_lines
         WHERE line IS NOT NULL AND trim(line, ' ' || chr(9)) <> ''"""
@@ -135,19 +137,36 @@ def parse_customer_file(
     total = con.execute("SELECT count(*) FROM lines").fetchone()
     result.rows_total = (int(total[0]) if total else 0) + len(bad_encoding)
     if result.rows_total == 0:
-        raise FileInvalid("the file has no data rows", field="file")
+        raise FileInvalid("the file has no data rows (only blank lines or a header)", field="file")
 
     _fields(con, kinds)
     _classify(con, kinds, region)
     _write_keys(con, out)
     _row_stats(con, result, [int(r[0]) for r in bad_encoding])
-    if result.rows_valid == 0 and result.rows_total > 0 and _looks_binary(con):
-        raise FileInvalid("the file is not a text file of identifiers", field="file")
+    if result.rows_valid == 0 and _looks_binary(con, len(bad_encoding), result.rows_total):
+        raise FileInvalid(
+            "the file is not a UTF-8 text file of identifiers (binary data or another encoding)",
+            field="file",
+        )
     con.execute(
         "DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS lines; "
         "DROP TABLE IF EXISTS fields; DROP TABLE IF EXISTS keyed"
     )
     return result
+
+
+def _renumber(con: duckdb.DuckDBPyConnection) -> None:
+    """Make ``raw_lines.row_no`` the line number in the file: DuckDB numbers only the lines it
+    could read, so every line after one it rejected (``rj_errors``) would be reported too early."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE raw_lines AS
+        WITH bad AS (SELECT line, row_number() OVER (ORDER BY line) AS n
+                     FROM (SELECT DISTINCT line FROM rj_errors)),
+             steps AS (SELECT line - n AS readable_before, max(n) AS skipped
+                       FROM bad GROUP BY readable_before)
+        SELECT r.row_no + coalesce(s.skipped, 0) AS row_no, r.line
+        FROM raw_lines r ASOF LEFT JOIN steps s ON r.row_no > s.readable_before"""
+    )
 
 
 def _columns(con: duckdb.DuckDBPyConnection, calculate_type: str) -> list[str]:
@@ -164,9 +183,16 @@ def _columns(con: duckdb.DuckDBPyConnection, calculate_type: str) -> list[str]:
         return [single]
     unknown = [n for n in names if n not in HEADERS]
     if unknown:
+        # A data row where the header should be: say so without echoing an identifier back.
+        looks_like_data = "@" in unknown[0] or sum(c.isdigit() for c in unknown[0]) >= 6
+        what = (
+            f"the first line looks like data, not a header (column {names.index(unknown[0]) + 1})"
+            if looks_like_data
+            else f"unknown header {unknown[0]!r}"
+        )
         raise FileSpecInvalid(
-            "MULTIPLE_TYPES files need a header row naming each column; unknown header "
-            f"{unknown[0]!r} (accepted: {', '.join(sorted(HEADERS))})",
+            f"MULTIPLE_TYPES files need a header row naming each column; {what} "
+            f"(accepted: {', '.join(sorted(HEADERS))})",
             field="file",
         )
     for name in set(names):
@@ -322,12 +348,13 @@ def _row_stats(con: duckdb.DuckDBPyConnection, result: ParseResult, bad_lines: l
     con.execute("DROP TABLE row_status; DROP TABLE line_checks")
 
 
-def _looks_binary(con: duckdb.DuckDBPyConnection) -> bool:
+def _looks_binary(con: duckdb.DuckDBPyConnection, unreadable: int, rows_total: int) -> bool:
+    """At least half the rows are not UTF-8 or hold control characters."""
     row = con.execute(
-        "SELECT count(*) FILTER (WHERE regexp_matches(line, '[\\x00-\\x08\\x0e-\\x1f]')), "
-        "count(*) FROM lines"
+        "SELECT count(*) FILTER (WHERE regexp_matches(line, '[\\x00-\\x08\\x0e-\\x1f]')) FROM lines"
     ).fetchone()
-    return bool(row and row[1] and row[0] * 2 >= row[1])
+    control = int(row[0]) if row else 0
+    return rows_total > 0 and (control + unreadable) * 2 >= rows_total
 
 
 def keys_table(keys: list[tuple[int, int]]) -> pa.Table:

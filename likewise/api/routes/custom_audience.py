@@ -60,7 +60,7 @@ async def file_upload(
 
 
 @tiktok_route(router, "/create/", "POST")
-def create(body: BodyDep, runtime: RuntimeDep, principal: PrincipalDep) -> EnvelopeResponse:
+def create(principal: PrincipalDep, body: BodyDep, runtime: RuntimeDep) -> EnvelopeResponse:
     req = parse(CustomAudienceCreateRequest, body)
     advertiser_id = require_advertiser(principal, req.advertiser_id)
     audience_id = runtime.audiences.create_from_files(
@@ -76,7 +76,7 @@ def create(body: BodyDep, runtime: RuntimeDep, principal: PrincipalDep) -> Envel
 
 
 @tiktok_route(router, "/update/", "POST")
-def update(body: BodyDep, runtime: RuntimeDep, principal: PrincipalDep) -> EnvelopeResponse:
+def update(principal: PrincipalDep, body: BodyDep, runtime: RuntimeDep) -> EnvelopeResponse:
     req = parse(CustomAudienceUpdateRequest, body)
     advertiser_id = require_advertiser(principal, req.advertiser_id)
     # ``action`` only applies with file_paths (spec); the official SDK always sends REPLACE.
@@ -92,7 +92,7 @@ def update(body: BodyDep, runtime: RuntimeDep, principal: PrincipalDep) -> Envel
 
 
 @tiktok_route(router, "/delete/", "POST")
-def delete(body: BodyDep, runtime: RuntimeDep, principal: PrincipalDep) -> EnvelopeResponse:
+def delete(principal: PrincipalDep, body: BodyDep, runtime: RuntimeDep) -> EnvelopeResponse:
     req = parse(CustomAudienceDeleteRequest, body)
     advertiser_id = require_advertiser(principal, req.advertiser_id)
     runtime.audiences.delete(

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/open_api/v1.3/segment", tags=["segment"])
 
 @tiktok_route(router, "/audience/", "POST")
 def segment_audience(
-    body: BodyDep, runtime: RuntimeDep, principal: PrincipalDep
+    principal: PrincipalDep, body: BodyDep, runtime: RuntimeDep
 ) -> EnvelopeResponse:
     req = parse(SegmentAudienceRequest, body)
     advertiser_id = require_advertiser(principal, req.advertiser_id)
@@ -43,7 +43,7 @@ def segment_audience(
 
 @tiktok_route(router, "/mapping/", "POST")
 def segment_mapping(
-    body: BodyDep, runtime: RuntimeDep, principal: PrincipalDep
+    principal: PrincipalDep, body: BodyDep, runtime: RuntimeDep
 ) -> EnvelopeResponse:
     req = parse(SegmentMappingRequest, body)
     advertisers = [require_advertiser(principal, a) for a in req.advertiser_ids]

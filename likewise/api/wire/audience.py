@@ -77,7 +77,7 @@ class CustomAudienceDeleteRequest(WireModel):
 class CustomAudienceListRequest(WireModel):
     advertiser_id: IdStr
     custom_audience_ids: Annotated[list[IdStr], Field(min_length=1, max_length=100)] | None = None
-    page: Annotated[int, Field(ge=1)] = 1
+    page: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     page_size: Annotated[int, Field(ge=1, le=100)] = 10
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from likewise.errors import InvalidParameter
+from likewise.errors import InvalidParameter, TooManyIds
 
 M = TypeVar("M", bound=BaseModel)
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -30,9 +30,14 @@ def _numeric_id(value: Any) -> Any:
     return value
 
 
+MAX_ID = 2**63 - 1  # ids are signed 64-bit integers in storage
+
+
 def _check_id(value: Any) -> str:
     if not isinstance(value, str) or not _DIGITS.fullmatch(value):
         raise ValueError("must be a numeric id string")
+    if int(value) > MAX_ID:
+        raise ValueError(f"must be at most {MAX_ID}")
     return value
 
 
@@ -45,6 +50,9 @@ def parse(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "too_long" and str(first["loc"][0]).endswith("_ids"):
+            raise TooManyIds(describe(exc, model), field=_field(exc)) from None
         raise InvalidParameter(describe(exc, model), field=_field(exc)) from None
 
 
