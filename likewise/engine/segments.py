@@ -10,7 +10,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
-from likewise.domain.audience import Source, Status
+from likewise.domain.audience import Lifecycle, Source, Status
 from likewise.engine.audiences import Audiences
 from likewise.errors import InvalidParameter, NotFound
 from likewise.identity.customer_file import keys_table
@@ -77,6 +77,13 @@ class Segments:
         if a.source != Source.SEGMENT:
             raise InvalidParameter(
                 f"audience {audience_id} is not a segment audience", field="audience_ids"
+            )
+        life = Lifecycle(a.created_at, a.modified_at, a.last_used_at, a.retention_in_days)
+        if life.is_expired(self.audiences.clock()):
+            # TikTok: an expired audience can only be deleted (a mapping must not revive it).
+            raise InvalidParameter(
+                f"audience {audience_id} has expired; it can only be deleted",
+                field="audience_ids",
             )
         return a
 

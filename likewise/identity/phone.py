@@ -48,6 +48,9 @@ SQL_SEPARATORS = "[ \t().\\-/]"
 _INTERNATIONAL = re.compile(r"\+[1-9][0-9]{6,14}")
 _DOUBLE_ZERO = re.compile(r"00[1-9][0-9]{6,14}")
 _DIGITS = re.compile(r"[0-9]{6,17}")
+# "+<cc><trunk>…" (``+44 020 …``, a common slip): the library knows to drop the trunk prefix.
+_INTL_TRUNK = tuple(sorted({"+" + r.calling_code + r.trunk for r in RULES.values() if r.trunk}))
+SQL_INTL_TRUNK = "^\\+(" + "|".join(p[1:] for p in _INTL_TRUNK) + ")"
 
 
 def normalize_phone(raw: str, region: str | None) -> str | None:
@@ -70,9 +73,9 @@ def fast_phone(text: str, region: str | None) -> str | None:
         return None  # "+44 (0)20 …": the library knows to drop the bracketed trunk prefix
     c = _SEPARATORS.sub("", text)
     if _INTERNATIONAL.fullmatch(c):
-        return c
+        return None if c.startswith(_INTL_TRUNK) else c
     if _DOUBLE_ZERO.fullmatch(c):
-        return "+" + c[2:]
+        return None if ("+" + c[2:]).startswith(_INTL_TRUNK) else "+" + c[2:]
     rule = RULES.get((region or "").upper())
     if rule is None or not _DIGITS.fullmatch(c):
         return None
@@ -82,6 +85,8 @@ def fast_phone(text: str, region: str | None) -> str | None:
             return "+" + rule.calling_code + nsn
     has_trunk = bool(rule.trunk) and c.startswith(rule.trunk)
     if rule.min_len <= len(c) <= rule.max_len and not c.startswith("0") and not has_trunk:
+        if c.startswith(rule.calling_code):
+            return None  # national length but starting with the country code: ambiguous
         return "+" + rule.calling_code + c
     if c.startswith(rule.calling_code):
         nsn = c[len(rule.calling_code) :]
@@ -97,7 +102,12 @@ def library_phone(text: str, region: str | None) -> str | None:
         return None
     if not phonenumbers.is_possible_number(number):
         return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # At most 15 digits (E.164), and no national number starting with its trunk prefix (no valid
+    # one does; the library strips one trunk digit per pass, so keeping it breaks idempotence).
+    if not _INTERNATIONAL.fullmatch(e164) or e164.startswith(_INTL_TRUNK):
+        return None
+    return e164
 
 
 def phone_variants(e164: str) -> list[str]:
@@ -132,13 +142,17 @@ def sql_fast_phone(text_expr: str, rule: str = "r") -> str:
     after_cc = f"substr({c}, length({rule}.cc) + 1)"
     return f"""CASE
       WHEN contains({text_expr}, '(0)') THEN NULL
-      WHEN regexp_full_match({c}, '\\+[1-9][0-9]{{6,14}}') THEN {c}
-      WHEN regexp_full_match({c}, '00[1-9][0-9]{{6,14}}') THEN '+' || substr({c}, 3)
+      WHEN regexp_full_match({c}, '\\+[1-9][0-9]{{6,14}}')
+           THEN CASE WHEN regexp_matches({c}, '{SQL_INTL_TRUNK}') THEN NULL ELSE {c} END
+      WHEN regexp_full_match({c}, '00[1-9][0-9]{{6,14}}')
+           THEN CASE WHEN regexp_matches('+' || substr({c}, 3), '{SQL_INTL_TRUNK}') THEN NULL
+                ELSE '+' || substr({c}, 3) END
       WHEN {rule}.cc IS NULL OR NOT regexp_full_match({c}, '[0-9]{{6,17}}') THEN NULL
       WHEN {rule}.trunk <> '' AND starts_with({c}, {rule}.trunk)
            AND {nsn_ok.format(n=after_trunk, r=rule)} THEN '+' || {rule}.cc || {after_trunk}
       WHEN length({c}) BETWEEN {rule}.min_len AND {rule}.max_len AND NOT starts_with({c}, '0')
-           AND NOT {has_trunk} THEN '+' || {rule}.cc || {c}
+           AND NOT {has_trunk}
+           THEN CASE WHEN starts_with({c}, {rule}.cc) THEN NULL ELSE '+' || {rule}.cc || {c} END
       WHEN starts_with({c}, {rule}.cc) AND {nsn_ok.format(n=after_cc, r=rule)} THEN '+' || {c}
       ELSE NULL END"""
 

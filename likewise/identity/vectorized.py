@@ -8,8 +8,6 @@ every row.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import duckdb
 import pyarrow as pa
 
@@ -21,37 +19,72 @@ from likewise.identity.text import sql_trim
 
 def normalize_emails(con: duckdb.DuckDBPyConnection, src: str, out: str) -> None:
     """``out(id, basic, norm)``: trim+lowercase form and the customer-file form; NULL if invalid."""
+    text = sql_trim("raw")
     basic = email_mod.sql_basic("raw")
+    # SQL decides ASCII values only: its lower() differs from Python's on some non-ASCII letters
+    # (DuckDB lowers "İ" to "i", Python to "i" + U+0307), so those go to the reference as typed.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out}_raw AS
-        SELECT id, {basic} AS basic, {email_mod.sql_fast_valid(basic)} AS ok
-        FROM {src} WHERE raw IS NOT NULL AND {sql_trim("raw")} <> ''"""
+        SELECT id, {text} AS text, {basic} AS basic,
+               (NOT regexp_matches({text}, '[^\\x00-\\x7F]')
+                AND {email_mod.sql_fast_valid(basic)}) AS ok
+        FROM {src} WHERE raw IS NOT NULL AND {text} <> ''"""
     )
-    _fallback(con, f"{out}_raw", "basic", email_mod.normalize_email_basic, f"{out}_fb")
-    plus = email_mod.sql_strip_plus("b")
+    pending = [
+        v for (v,) in con.execute(f"SELECT DISTINCT text FROM {out}_raw WHERE NOT ok").fetchall()
+    ]
+    fb = pa.table(
+        {
+            "value": pa.array(pending, pa.string()),
+            "basic": pa.array([email_mod.normalize_email_basic(v) for v in pending], pa.string()),
+            "norm": pa.array([email_mod.normalize_email_file(v) for v in pending], pa.string()),
+        }
+    )
+    con.register(f"{out}_fbv", fb)
+    plus = email_mod.sql_strip_plus("r.basic")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
-        SELECT id, b AS basic,
-               CASE WHEN b IS NULL THEN NULL ELSE {email_mod.sql_strip_dots(plus)} END AS norm
-        FROM (SELECT r.id, CASE WHEN r.ok THEN r.basic ELSE f.norm END AS b
-              FROM {out}_raw r LEFT JOIN {out}_fb f ON NOT r.ok AND f.value = r.basic)"""
+        SELECT r.id,
+               CASE WHEN r.ok THEN r.basic ELSE f.basic END AS basic,
+               CASE WHEN r.ok THEN {email_mod.sql_strip_dots(plus)} ELSE f.norm END AS norm
+        FROM {out}_raw r LEFT JOIN {out}_fbv f ON NOT r.ok AND f.value = r.text"""
     )
+    con.unregister(f"{out}_fbv")
     # A local part made only of dots/tags has no customer-file form.
     con.execute(f"UPDATE {out} SET norm = NULL WHERE starts_with(norm, '@')")
-    con.execute(f"DROP TABLE {out}_raw; DROP TABLE {out}_fb")
+    con.execute(f"DROP TABLE {out}_raw")
 
 
 def normalize_phones(con: duckdb.DuckDBPyConnection, src: str, out: str) -> None:
     """``out(id, e164)`` from ``src(id, raw, region)``; e164 NULL when not a possible number."""
     text = sql_trim("s.raw")
+    # Regions are upper-cased by Python, as the reference does (DuckDB's upper() differs on
+    # non-ASCII text: Python turns "ß" into "SS").
+    regions = [
+        r
+        for (r,) in con.execute(
+            f"SELECT DISTINCT region FROM {src} WHERE region IS NOT NULL"
+        ).fetchall()
+    ]
+    con.register(
+        f"{out}_reg",
+        pa.table(
+            {
+                "region": pa.array(regions, pa.string()),
+                "up": pa.array([r.upper() for r in regions], pa.string()),
+            }
+        ),
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out}_raw AS
         WITH r AS ({phone_mod.sql_rules_cte()})
-        SELECT s.id, {text} AS text, upper(s.region) AS region,
+        SELECT s.id, {text} AS text, s.region AS region,
                {phone_mod.sql_fast_phone(text, "r")} AS fast
-        FROM {src} s LEFT JOIN r ON r.region = upper(s.region)
+        FROM {src} s LEFT JOIN {out}_reg g ON g.region = s.region
+        LEFT JOIN r ON r.region = g.up
         WHERE s.raw IS NOT NULL AND {text} <> ''"""
     )
+    con.unregister(f"{out}_reg")
     pending = con.execute(
         f"SELECT DISTINCT text, region FROM {out}_raw WHERE fast IS NULL"
     ).fetchall()
@@ -81,25 +114,3 @@ def normalize_devices(con: duckdb.DuckDBPyConnection, src: str, out: str) -> Non
         SELECT id, {sql_normalize_device_id("raw")} AS maid FROM {src}
         WHERE raw IS NOT NULL AND {sql_trim("raw")} <> ''"""
     )
-
-
-def _fallback(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    column: str,
-    normalise: Callable[[str], str | None],
-    out: str,
-) -> None:
-    """``out(value, norm)`` for the distinct values the fast path did not decide."""
-    pending = [
-        v for (v,) in con.execute(f"SELECT DISTINCT {column} FROM {table} WHERE NOT ok").fetchall()
-    ]
-    fb = pa.table(
-        {
-            "value": pa.array(pending, pa.string()),
-            "norm": pa.array([normalise(v) for v in pending], pa.string()),
-        }
-    )
-    con.register(f"{out}_v", fb)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT * FROM {out}_v")
-    con.unregister(f"{out}_v")

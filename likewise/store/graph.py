@@ -240,7 +240,7 @@ class PlatformGraph:
     def uids_for(self, con: duckdb.DuckDBPyConnection, ext_ids: list[str]) -> pa.Table:
         con.register("q_ext", pa.table({"ext_id": pa.array(ext_ids, pa.string())}))
         try:
-            return con.execute(
+            return con.sql(
                 "SELECT u.uid, u.ext_id FROM users u JOIN q_ext q USING (ext_id) WHERE NOT erased"
             ).to_arrow_table()
         finally:

@@ -1,0 +1,454 @@
+"""The DuckDB fast path and the Python reference normalisers agree on every input.
+
+DESIGN: "Every identifier type has one Python normaliser (the reference) and one DuckDB SQL
+expression (the vectorised fast path)"; here both run on the same messy rows and must give the
+same answer row by row, and a parsed customer file must hold exactly the reference's keys.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import duckdb
+import phonenumbers
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from phonenumbers import PhoneNumberFormat as F
+
+from likewise.identity import (
+    hash_key,
+    md5_hex,
+    normalize_device_id,
+    normalize_email_basic,
+    normalize_email_file,
+    normalize_phone,
+    sha256_hex,
+)
+from likewise.identity.customer_file import KIND_MASK, parse_customer_file
+from likewise.identity.device import ZERO_ID
+from likewise.identity.email import email_variants
+from likewise.identity.kinds import IdKind
+from likewise.identity.phone import RULES
+from likewise.identity.vectorized import normalize_devices, normalize_emails, normalize_phones
+from likewise.ingest.users import import_users
+from likewise.store.graph import PlatformGraph
+
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+FILE_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+
+# --- strategies -------------------------------------------------------------------------------
+
+# Pieces that exercise every branch: ASCII atoms, dots and tags, quotes, whitespace (ASCII and
+# not), letters whose lower/upper case differs between Python and DuckDB, and digits.
+EMAIL_PIECES = [
+    *"abcXYZ019",
+    ".",
+    "..",
+    "+",
+    "+tag",
+    "-",
+    "_",
+    "'",
+    '"',
+    " ",
+    "\t",
+    "\n",
+    "\u00a0",
+    "@",
+    "@gmail.com",
+    "@Example.COM",
+    "@bücher.de",
+    "@x",
+    "é",
+    "É",
+    "İ",
+    "ı",
+    "\u212a",  # Kelvin sign: Python lowers it to ASCII "k"
+    "ß",
+    "ẞ",
+    "ſ",
+    "Σ",
+    "Ａ",
+    "!#$%&*/=?^`{|}~",
+    "(",
+    ",",
+]
+messy_text = st.lists(st.sampled_from(EMAIL_PIECES), max_size=12).map("".join)
+messy_email = st.one_of(
+    messy_text,
+    st.emails(),
+    st.emails().map(str.upper),
+    st.builds(lambda a, b: f" {a}+{b}@Gmail.com ", messy_text, messy_text),
+    st.text(max_size=20),
+)
+
+PHONE_PIECES = [*"0123456789", "+", "00", "(0)", " ", "-", ".", "(", ")", "/", "\t", "x", "٣", "０"]
+digits_with_separators = st.lists(st.sampled_from(PHONE_PIECES), max_size=20).map("".join)
+
+
+@st.composite
+def real_numbers(draw: st.DrawFn) -> str:
+    """Valid numbers of several regions, written nationally or internationally."""
+    region = draw(st.sampled_from([*RULES, "IT", "RU", "CN"]))
+    number = phonenumbers.example_number(region)
+    fmt = draw(st.sampled_from([F.E164, F.INTERNATIONAL, F.NATIONAL, F.RFC3966]))
+    return phonenumbers.format_number(number, fmt)
+
+
+messy_phone = st.one_of(
+    digits_with_separators,
+    st.text(alphabet="0123456789", min_size=6, max_size=17),
+    real_numbers(),
+    st.text(max_size=12),
+)
+regions = st.one_of(
+    st.none(),
+    st.sampled_from([*RULES, *(r.lower() for r in RULES), "Gb", "IT", "RU", "ZZ", "", "ß", "ın"]),
+)
+
+HEX = "0123456789abcdefABCDEF"
+messy_device = st.one_of(
+    st.uuids().map(str),
+    st.uuids().map(lambda u: f" {str(u).upper()}\t"),
+    st.just(ZERO_ID),
+    st.just(ZERO_ID.upper()),
+    st.text(alphabet=HEX + "- \t", max_size=40),
+    st.text(max_size=10),
+)
+
+
+def nullable(strategy: st.SearchStrategy[str]) -> st.SearchStrategy[str | None]:
+    return st.one_of(st.none(), strategy)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def run(fn, columns: dict[str, list]) -> dict[int, tuple]:
+    """Run one vectorised normaliser over ``src``; its output rows by id."""
+    n = len(next(iter(columns.values())))
+    con = duckdb.connect()
+    table = {"id": pa.array(range(n), pa.int64())}
+    table.update({k: pa.array(v, pa.string()) for k, v in columns.items()})
+    con.register("src", pa.table(table))
+    fn(con, "src", "out")
+    rows = con.execute("SELECT * FROM out").fetchall()
+    con.close()
+    out = {r[0]: tuple(r[1:]) for r in rows}
+    assert len(out) == len(rows), "one output row per input row"
+    return out
+
+
+# --- the three normalisers --------------------------------------------------------------------
+
+
+@SETTINGS
+@given(st.lists(nullable(messy_email), min_size=1, max_size=25))
+@example(["İ@gmail.com", "\u212aate@x.com", "ſam@x.com", "Σ@x.com"])
+@example([" a.b+c@x.com", "+tag@x.com", "a.+b@x.com", ".a@x.com", None, "   "])
+def test_emails_agree(raws: list[str | None]) -> None:
+    got = run(normalize_emails, {"raw": raws})
+    for i, raw in enumerate(raws):
+        expected = (
+            (None, None) if raw is None else (normalize_email_basic(raw), normalize_email_file(raw))
+        )
+        assert got.get(i, (None, None)) == expected, (raw, got.get(i))
+
+
+@SETTINGS
+@given(st.lists(st.tuples(nullable(messy_phone), regions), min_size=1, max_size=25))
+@example([("+44 020 7183 8750", "GB"), ("4930124643", "DE"), ("000000000", "ß")])
+@example([("(657)777-0000", "us"), ("447400123456", "GB"), ("+310000000", None)])
+def test_phones_agree(rows: list[tuple[str | None, str | None]]) -> None:
+    got = run(normalize_phones, {"raw": [r for r, _ in rows], "region": [g for _, g in rows]})
+    for i, (raw, region) in enumerate(rows):
+        expected = None if raw is None else normalize_phone(raw, region)
+        assert got.get(i, (None,)) == (expected,), (raw, region, got.get(i))
+
+
+@SETTINGS
+@given(st.lists(nullable(messy_device), min_size=1, max_size=25))
+def test_devices_agree(raws: list[str | None]) -> None:
+    got = run(normalize_devices, {"raw": raws})
+    for i, raw in enumerate(raws):
+        expected = None if raw is None else normalize_device_id(raw)
+        assert got.get(i, (None,)) == (expected,), (raw, got.get(i))
+
+
+# --- customer files ---------------------------------------------------------------------------
+
+FIELD_WHITESPACE = " \t"
+
+
+def clean_field(value: str) -> str:
+    """What the file parser does to a field before normalising (spaces, tabs, quotes)."""
+    return value.strip(FIELD_WHITESPACE).strip('"').strip(FIELD_WHITESPACE)
+
+
+def reference_key(value: str, kind: str, region: str | None) -> int | None:
+    """The key the reference gives one field, or None when it yields none."""
+    v = clean_field(value)
+    vl = v.lower()
+    if re.fullmatch(r"[0-9a-f]{64}", vl):
+        return hash_key(vl)
+    if re.fullmatch(r"[0-9a-f]{32}", vl):
+        return hash_key(vl) if kind in ("idfa", "gaid", "maid") else None
+    if re.fullmatch(r"[0-9a-f]{16,}", vl):
+        return None
+    if kind == "email":
+        norm = normalize_email_file(v)
+    elif kind == "phone":
+        norm = normalize_phone(v, region)
+    else:
+        norm = normalize_device_id(v)
+    return None if norm is None else hash_key(sha256_hex(norm))
+
+
+def line_safe(s: str) -> str:
+    """Keep a value on one line (the parser reads lines; \\x01 is its column delimiter)."""
+    return re.sub(r"[\r\n\x00-\x08\x0b-\x1f\x7f\u2028\u2029\x85]", "", s)
+
+
+def hashed(kind: str) -> st.SearchStrategy[str]:
+    base = st.text(max_size=10).map(sha256_hex)
+    if kind in ("idfa", "gaid", "maid"):
+        base = st.one_of(base, st.text(max_size=10).map(md5_hex))
+    return st.one_of(base, base.map(str.upper), base.map(lambda h: f' "{h}" '))
+
+
+FIELD = {
+    "email": st.one_of(messy_email, hashed("email"), st.text(max_size=10).map(md5_hex)),
+    "phone": st.one_of(messy_phone, hashed("phone")),
+    "maid": st.one_of(messy_device, hashed("maid")),
+}
+
+
+def parse_raw(
+    lines: list[str], calculate_type: str, region: str | None
+) -> tuple[pa.DataType, list[tuple[int, int | float, int]]]:
+    """Parse a file; the key column's Parquet type and its ``(row_no, k, kmask)`` rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "customers.csv"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        out = Path(tmp) / "keys.parquet"
+        con = duckdb.connect()
+        try:
+            parse_customer_file(con, path, calculate_type, out, region=region)
+        finally:
+            con.close()
+        table = pq.read_table(out)
+    rows = zip(
+        table.column("row_no").to_pylist(),
+        table.column("k").to_pylist(),
+        table.column("kmask").to_pylist(),
+        strict=True,
+    )
+    return table.schema.field("k").type, [(int(r), k, int(m)) for r, k, m in rows]
+
+
+def parse(lines: list[str], calculate_type: str, region: str | None) -> set[tuple[int, int, int]]:
+    """The keys of a parsed file, compared at the precision the file stores them.
+
+    Known bug (reported): DuckDB writes UHUGEINT keys to Parquet as DOUBLE, so a customer file
+    keeps only the top 53 bits of each 128-bit key; ``test_customer_file_keeps_128_bit_keys``
+    tracks it. Until then, expected keys are rounded the same way (see :func:`stored`).
+    """
+    _type, rows = parse_raw(lines, calculate_type, region)
+    return {(r, stored(k), m) for r, k, m in rows}
+
+
+_CAST = duckdb.connect()
+
+
+def stored(key: int | float | str) -> int:
+    """A key as the key file holds it: exact when it is an integer, else DuckDB's DOUBLE of it
+    (DuckDB's UHUGEINT -> DOUBLE cast does not always round like Python's ``float(int)``)."""
+    if isinstance(key, float | str):
+        return int(key)
+    if not LOSSY:
+        return key
+    row = _CAST.execute("SELECT CAST(CAST(? AS UHUGEINT) AS DOUBLE)", [str(key)]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+LOSSY = pa.types.is_floating(
+    parse_raw(["a@b.com"], "EMAIL_SHA256", None)[0]
+)  # decided once from what the parser writes today
+
+
+@FILE_SETTINGS
+@given(
+    st.sampled_from(
+        [("EMAIL_SHA256", "email"), ("PHONE_SHA256", "phone"), ("MAID_SHA256", "maid")]
+    ),
+    st.data(),
+    regions,
+)
+def test_single_type_file_yields_reference_keys(
+    ctype: tuple[str, str], data: st.DataObject, region: str | None
+) -> None:
+    calculate_type, kind = ctype
+    values = data.draw(st.lists(FIELD[kind].map(line_safe), min_size=1, max_size=15))
+    lines = [kind.capitalize(), *values]  # the optional header line
+    expected = set()
+    for i, v in enumerate(values):
+        if not v.strip(FIELD_WHITESPACE):
+            continue  # a blank line is not a row
+        key = reference_key(v, kind, region)
+        if key is not None:
+            expected.add((i + 2, stored(key), KIND_MASK[kind]))
+    if not any(v.strip(FIELD_WHITESPACE) for v in values):
+        return  # a file with no data rows is refused (tested elsewhere)
+    assert parse(lines, calculate_type, region) == expected
+
+
+@FILE_SETTINGS
+@given(st.data(), regions)
+def test_multi_type_file_yields_reference_keys(data: st.DataObject, region: str | None) -> None:
+    header = ["email", "phone", "maid"]
+    rows = data.draw(
+        st.lists(
+            st.tuples(*(FIELD[k].map(line_safe).map(lambda s: s.replace(",", "")) for k in header)),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    lines = ["Email,Phone_SHA256,MAID"] + [",".join(r) for r in rows]
+    expected = set()
+    for i, row in enumerate(rows):
+        if not ",".join(row).strip(FIELD_WHITESPACE):
+            continue
+        for kind, v in zip(header, row, strict=True):
+            if not clean_field(v):
+                continue
+            key = reference_key(v, kind, region)
+            if key is not None:
+                expected.add((i + 2, stored(key), KIND_MASK[kind]))
+    if not any(",".join(r).strip(FIELD_WHITESPACE) for r in rows):
+        return
+    assert parse(lines, "MULTIPLE_TYPES", region) == expected
+
+
+def test_customer_file_examples() -> None:
+    sha = sha256_hex("someone@example.com")
+    lines = [
+        "email",
+        "Local.Part+x@Domain.com",
+        f"  {sha.upper()}  ",
+        '"quoted@example.com"',
+        "not-an-email",
+        "",
+        md5_hex("x@y.com"),  # MD5 is not accepted for e-mails
+        "İ@gmail.com",
+    ]
+    expected = {
+        (2, stored(hash_key(sha256_hex("localpart@domain.com"))), IdKind.EMAIL.bit),
+        (3, stored(hash_key(sha)), IdKind.EMAIL.bit),
+        (4, stored(hash_key(sha256_hex("quoted@example.com"))), IdKind.EMAIL.bit),
+    }
+    ref = normalize_email_file("İ@gmail.com")
+    if ref is not None:
+        expected.add((8, stored(hash_key(sha256_hex(ref))), IdKind.EMAIL.bit))
+    assert parse(lines, "EMAIL_SHA256", None) == expected
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="customer_file._write_keys writes UHUGEINT keys to Parquet, which DuckDB stores as "
+    "DOUBLE: only 53 of the 128 key bits survive (reported; fix in customer_file/graph.match)",
+)
+def test_customer_file_keeps_128_bit_keys() -> None:
+    key_type, rows = parse_raw(["email", "someone@example.com"], "EMAIL_SHA256", None)
+    assert not pa.types.is_floating(key_type), key_type
+    assert [int(k) for _, k, _ in rows] == [hash_key(sha256_hex("someone@example.com"))]
+
+
+# --- users import: the platform keeps a hash of every documented form ----------------------
+
+
+def tag_only_local_part(email: str | None) -> bool:
+    """``+tag@domain``: its plus-stripped form is just ``@domain`` (see the xfail test below)."""
+    basic = normalize_email_basic(email) if email is not None else None
+    return basic is not None and basic.startswith("+")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.tuples(
+            nullable(messy_email).filter(lambda e: not tag_only_local_part(e)),
+            nullable(messy_phone),
+            nullable(messy_device),
+            st.sampled_from([None, "US", "gb", "DE", "IT"]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+@example([("Local.Part+x@Domain.com", "+44 020 7183 8750", ZERO_ID, "GB")])
+def test_users_import_keys_match_reference(
+    users: list[tuple[str | None, str | None, str | None, str | None]],
+) -> None:
+    assert platform_keys(users) == reference_keys(users)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ingest/users.py _email_keys hashes the plus-stripped form even when it is just "
+    "'@domain' (email_variants drops it), so every '+x@domain' user shares one key (reported)",
+)
+def test_users_import_tag_only_address() -> None:
+    users = [("+tag@example.com", None, None, None)]
+    assert platform_keys(users) == reference_keys(users)
+
+
+Users = list[tuple[str | None, str | None, str | None, str | None]]
+
+
+def platform_keys(users: Users) -> set[tuple[int, int, str]]:
+    """``(k, kind, user_id)`` rows the users import writes to the identity graph."""
+    table = pa.table(
+        {
+            "user_id": [f"u{i}" for i in range(len(users))],
+            "email": pa.array([u[0] for u in users], pa.string()),
+            "phone": pa.array([u[1] for u in users], pa.string()),
+            "idfa": pa.array([u[2] for u in users], pa.string()),
+            "gaid": pa.array([u[2] for u in users], pa.string()),
+            "country": pa.array([u[3] for u in users], pa.string()),
+        }
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        graph = PlatformGraph(Path(tmp) / "platform.duckdb", threads=1, memory_limit="500MB")
+        import_users(graph, table)
+        with graph.connect() as con:
+            rows = con.execute(
+                "SELECT i.k, i.kind, u.ext_id FROM ident i JOIN users u USING (uid)"
+            ).fetchall()
+    return {(int(k), int(kind), ext) for k, kind, ext in rows}
+
+
+def reference_keys(users: Users) -> set[tuple[int, int, str]]:
+    """The same from the Python reference: a hash of every documented form of each id."""
+    expected = set()
+    for i, (email, phone, device, country) in enumerate(users):
+        user = f"u{i}"
+        region = country.upper() if country else None
+        for v in email_variants(email) if email is not None else []:
+            expected.add((hash_key(sha256_hex(v)), int(IdKind.EMAIL), user))
+        e164 = normalize_phone(phone, region) if phone is not None else None
+        if e164 is not None:
+            for v in (e164, e164[1:]):
+                expected.add((hash_key(sha256_hex(v)), int(IdKind.PHONE), user))
+        maid = normalize_device_id(device) if device is not None else None
+        if maid is not None:
+            for kind in (IdKind.IDFA, IdKind.GAID):
+                for fn in (sha256_hex, md5_hex):
+                    for v in (maid, maid.upper()):
+                        expected.add((hash_key(fn(v)), int(kind), user))
+    return expected
