@@ -282,6 +282,17 @@ class Audiences:
                 field="custom_audience_name",
             )
         audience = self._owned(advertiser_id, audience_id)
+        life = Lifecycle(
+            audience.created_at,
+            audience.modified_at,
+            audience.last_used_at,
+            audience.retention_in_days,
+        )
+        if life.is_expired(self.clock()):
+            raise InvalidParameter(
+                f"custom audience {audience_id} has expired; it can only be deleted",
+                field="custom_audience_id",
+            )
         if sub_type is not None:
             # TikTok: only NORMAL -> REACH_FREQUENCY, and it overrides every other change.
             if sub_type != SubType.REACH_FREQUENCY:

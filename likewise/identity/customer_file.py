@@ -250,6 +250,8 @@ def _classify(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | No
     con.execute(
         """CREATE OR REPLACE TEMP TABLE typed AS SELECT *, CASE
           WHEN regexp_full_match(vl, '[0-9a-f]{64}') THEN 'sha256'
+          -- a long run of digits in a phone column is a number (international prefix), not a hash
+          WHEN kind = 'phone' AND regexp_full_match(vl, '[0-9]+') THEN 'raw'
           WHEN regexp_full_match(vl, '[0-9a-f]{32}') THEN 'md5'
           WHEN regexp_full_match(vl, '[0-9a-f]{16,}') THEN 'bad_hash'
           ELSE 'raw' END AS form FROM typed"""
@@ -311,8 +313,10 @@ def _classify(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | No
 def _write_keys(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     target = str(out).replace("'", "''")
     con.execute(
-        f"""COPY (SELECT DISTINCT row_no::UBIGINT AS row_no, k, kmask FROM keyed
-                 WHERE k IS NOT NULL ORDER BY k)
+        # Parquet has no 128-bit integer: keep the key's two 64-bit halves (see store.graph).
+        f"""COPY (SELECT row_no::UBIGINT AS row_no, (k >> 64)::UBIGINT AS k_hi,
+                        (k & 18446744073709551615)::UBIGINT AS k_lo, kmask
+                 FROM keyed WHERE k IS NOT NULL)
             TO '{target}' (FORMAT parquet, COMPRESSION zstd)"""
     )
 

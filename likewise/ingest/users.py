@@ -229,7 +229,7 @@ def _email_keys(
     # Each documented form once: the later forms only where they differ from the earlier ones.
     forms = (
         ("basic", "TRUE"),
-        (plus, "contains(basic, '+')"),
+        (plus, f"contains(basic, '+') AND NOT starts_with({plus}, '@')"),
         ("norm", f"norm <> {plus}"),
     )
     for expr, differs in forms:

@@ -25,6 +25,10 @@ from pyroaring import BitMap
 from likewise.errors import LikewiseError
 from likewise.identity.kinds import IdKind
 
+# Parquet has no 128-bit integer (DuckDB would write a lossy DOUBLE): key files keep the two
+# 64-bit halves.
+KEY_FROM_HALVES = "(({t}.k_hi::UHUGEINT << 64) | {t}.k_lo::UHUGEINT)"
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
   uid UINTEGER NOT NULL, ext_id VARCHAR, country VARCHAR, region VARCHAR, age USMALLINT,
@@ -36,6 +40,11 @@ CREATE TABLE IF NOT EXISTS ident (k UHUGEINT NOT NULL, kind UTINYINT NOT NULL,
 CREATE TABLE IF NOT EXISTS segment_keys (audience_id UBIGINT NOT NULL, k UHUGEINT NOT NULL,
                                          kmask UTINYINT NOT NULL);
 """
+
+
+# Opening and closing one DuckDB file from several threads at once races inside DuckDB's
+# instance cache ("Unique file handle conflict"): serialise just those two steps.
+_OPEN_CLOSE = threading.Lock()
 
 
 class GraphBusy(LikewiseError):
@@ -70,10 +79,11 @@ class PlatformGraph:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             try:
-                con = duckdb.connect(
-                    str(self.path),
-                    config={"threads": self.threads, "memory_limit": self.memory_limit},
-                )
+                with _OPEN_CLOSE:
+                    con = duckdb.connect(
+                        str(self.path),
+                        config={"threads": self.threads, "memory_limit": self.memory_limit},
+                    )
                 break
             except duckdb.IOException as exc:  # locked by another process
                 if "lock" not in str(exc).lower():
@@ -88,7 +98,8 @@ class PlatformGraph:
             con.execute(SCHEMA)
             yield con
         finally:
-            con.close()
+            with _OPEN_CLOSE:
+                con.close()
 
     @contextmanager
     def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -132,7 +143,8 @@ class PlatformGraph:
                 f"""CREATE TEMP TABLE m AS
                 SELECT f.row_no, f.filename AS fileno, i.uid
                 FROM read_parquet([{files}], filename = true) f
-                JOIN ident i ON i.k = f.k AND (f.kmask >> i.kind) & 1 = 1"""
+                JOIN ident i ON i.k = {KEY_FROM_HALVES.format(t="f")}
+                 AND (f.kmask >> i.kind) & 1 = 1"""
             )
             uids = con.execute("SELECT DISTINCT uid FROM m").fetchnumpy()["uid"]
             rows = con.execute(

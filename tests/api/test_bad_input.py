@@ -898,3 +898,19 @@ def test_token_of_another_advertiser(server: Server, acct: tuple[str, str]) -> N
             **_request_kwargs(method, path, other),
         )
         expect(body, 40001, other)
+
+
+def test_phone_with_international_prefix_is_a_number_not_a_hash(server: Server) -> None:
+    """``011 49 …`` (US exit code + German mobile) is 16 digits: a phone, not a bad hash."""
+    from likewise.ingest.users import import_users
+
+    import_users(
+        server.runtime.graph,
+        pa.table({"user_id": ["intl"], "phone": ["0151 23456789"], "country": ["DE"]}),
+    )
+    adv, token = server.advertiser()
+    content = b"0114915123456789\n"
+    body = server.upload(token, adv, content, calculate_type="PHONE_SHA256")
+    assert body["code"] == 0, body
+    upload = server.runtime.uploads.get(int(adv), body["data"]["file_path"])
+    assert upload.rows_valid == 1 and upload.rows_rejected == 0

@@ -15,7 +15,6 @@ import duckdb
 import phonenumbers
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat as F
@@ -230,8 +229,8 @@ FIELD = {
 
 def parse_raw(
     lines: list[str], calculate_type: str, region: str | None
-) -> tuple[pa.DataType, list[tuple[int, int | float, int]]]:
-    """Parse a file; the key column's Parquet type and its ``(row_no, k, kmask)`` rows."""
+) -> tuple[pa.DataType, list[tuple[int, int, int]]]:
+    """Parse a file; the key halves' Parquet type and its ``(row_no, k, kmask)`` rows."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "customers.csv"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -244,42 +243,23 @@ def parse_raw(
         table = pq.read_table(out)
     rows = zip(
         table.column("row_no").to_pylist(),
-        table.column("k").to_pylist(),
+        table.column("k_hi").to_pylist(),
+        table.column("k_lo").to_pylist(),
         table.column("kmask").to_pylist(),
         strict=True,
     )
-    return table.schema.field("k").type, [(int(r), k, int(m)) for r, k, m in rows]
+    keys = [(int(r), (int(hi) << 64) | int(lo), int(m)) for r, hi, lo, m in rows]
+    return table.schema.field("k_hi").type, keys
 
 
 def parse(lines: list[str], calculate_type: str, region: str | None) -> set[tuple[int, int, int]]:
-    """The keys of a parsed file, compared at the precision the file stores them.
-
-    Known bug (reported): DuckDB writes UHUGEINT keys to Parquet as DOUBLE, so a customer file
-    keeps only the top 53 bits of each 128-bit key; ``test_customer_file_keeps_128_bit_keys``
-    tracks it. Until then, expected keys are rounded the same way (see :func:`stored`).
-    """
-    _type, rows = parse_raw(lines, calculate_type, region)
-    return {(r, stored(k), m) for r, k, m in rows}
+    """The keys of a parsed file, exactly as the key file stores them (all 128 bits)."""
+    return set(parse_raw(lines, calculate_type, region)[1])
 
 
-_CAST = duckdb.connect()
-
-
-def stored(key: int | float | str) -> int:
-    """A key as the key file holds it: exact when it is an integer, else DuckDB's DOUBLE of it
-    (DuckDB's UHUGEINT -> DOUBLE cast does not always round like Python's ``float(int)``)."""
-    if isinstance(key, float | str):
-        return int(key)
-    if not LOSSY:
-        return key
-    row = _CAST.execute("SELECT CAST(CAST(? AS UHUGEINT) AS DOUBLE)", [str(key)]).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-LOSSY = pa.types.is_floating(
-    parse_raw(["a@b.com"], "EMAIL_SHA256", None)[0]
-)  # decided once from what the parser writes today
+def stored(key: int) -> int:
+    """A key as the key file holds it."""
+    return key
 
 
 @FILE_SETTINGS
@@ -358,31 +338,20 @@ def test_customer_file_examples() -> None:
     assert parse(lines, "EMAIL_SHA256", None) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="customer_file._write_keys writes UHUGEINT keys to Parquet, which DuckDB stores as "
-    "DOUBLE: only 53 of the 128 key bits survive (reported; fix in customer_file/graph.match)",
-)
 def test_customer_file_keeps_128_bit_keys() -> None:
     key_type, rows = parse_raw(["email", "someone@example.com"], "EMAIL_SHA256", None)
-    assert not pa.types.is_floating(key_type), key_type
+    assert pa.types.is_uint64(key_type), key_type
     assert [int(k) for _, k, _ in rows] == [hash_key(sha256_hex("someone@example.com"))]
 
 
 # --- users import: the platform keeps a hash of every documented form ----------------------
 
 
-def tag_only_local_part(email: str | None) -> bool:
-    """``+tag@domain``: its plus-stripped form is just ``@domain`` (see the xfail test below)."""
-    basic = normalize_email_basic(email) if email is not None else None
-    return basic is not None and basic.startswith("+")
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.lists(
         st.tuples(
-            nullable(messy_email).filter(lambda e: not tag_only_local_part(e)),
+            nullable(messy_email),
             nullable(messy_phone),
             nullable(messy_device),
             st.sampled_from([None, "US", "gb", "DE", "IT"]),
@@ -398,11 +367,6 @@ def test_users_import_keys_match_reference(
     assert platform_keys(users) == reference_keys(users)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest/users.py _email_keys hashes the plus-stripped form even when it is just "
-    "'@domain' (email_variants drops it), so every '+x@domain' user shares one key (reported)",
-)
 def test_users_import_tag_only_address() -> None:
     users = [("+tag@example.com", None, None, None)]
     assert platform_keys(users) == reference_keys(users)

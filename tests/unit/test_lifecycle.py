@@ -284,6 +284,15 @@ def test_retention_of_one_day_expires(timed: Server, clock: Clock) -> None:
     assert got["cover_num"] == 0
     assert got["is_expired"] is True and got["is_expiring"] is False
     assert "expired" in got["msg"]
+    # Renaming or changing it does not bring it back to life.
+    body = timed.call(
+        "POST",
+        "/dmp/custom_audience/update/",
+        token,
+        json={"advertiser_id": adv, "custom_audience_id": aid, "custom_audience_name": "again"},
+    )
+    assert body["code"] == 40002 and "expired" in body["message"], body
+    assert details(timed, token, adv, aid)["is_valid"] is False
     # It still lists, and it can be deleted.
     body = timed.call(
         "POST",
