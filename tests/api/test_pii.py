@@ -340,7 +340,7 @@ def test_no_raw_identifier_at_rest_or_in_logs(
     assert uploads, "the accepted files left their hashed keys"
     for key_file in uploads:
         assert re.fullmatch(r"[a-z0-9]{16}\.parquet", key_file.name), key_file
-        assert pq.read_schema(key_file).names == ["row_no", "k", "kmask"]
+        assert pq.read_schema(key_file).names == ["row_no", "k_hi", "k_lo", "kmask"]
 
     # --- in logs and output ---------------------------------------------------------------------
     records = [r for when in ("setup", "call") for r in logs.get_records(when)]
