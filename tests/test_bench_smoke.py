@@ -16,9 +16,10 @@ def run(script: str, *args: str) -> dict[str, object]:
         capture_output=True,
         text=True,
         timeout=300,
-        check=True,
+        check=False,
         cwd=ROOT,
     )
+    assert result.returncode == 0, result.stderr[-3000:]
     start = result.stdout.index("{")
     return json.loads(result.stdout[start:])  # type: ignore[no-any-return]
 

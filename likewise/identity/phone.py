@@ -127,12 +127,13 @@ def sql_rules_cte() -> str:
     return f"SELECT * FROM (VALUES {rows}) AS t(region, cc, trunk, min_len, max_len)"
 
 
-def sql_fast_phone(text_expr: str, rule: str = "r") -> str:
+def sql_fast_phone(text_expr: str, rule: str = "r", cleaned: str | None = None) -> str:
     """DuckDB expression equal to :func:`fast_phone`, given a join to the rules CTE as ``rule``.
 
-    ``text_expr`` must already be trimmed. NULL means "not decided here".
+    ``text_expr`` must already be trimmed. NULL means "not decided here". ``cleaned`` names a
+    column already holding :func:`sql_cleaned` of it, so the regex runs once per row, not ten.
     """
-    c = f"regexp_replace({text_expr}, '{SQL_SEPARATORS}', '', 'g')"
+    c = cleaned or sql_cleaned(text_expr)
     nsn_ok = (
         "({n} IS NOT NULL AND length({n}) BETWEEN {r}.min_len AND {r}.max_len"
         " AND NOT starts_with({n}, '0'))"
@@ -155,6 +156,11 @@ def sql_fast_phone(text_expr: str, rule: str = "r") -> str:
            THEN CASE WHEN starts_with({c}, {rule}.cc) THEN NULL ELSE '+' || {rule}.cc || {c} END
       WHEN starts_with({c}, {rule}.cc) AND {nsn_ok.format(n=after_cc, r=rule)} THEN '+' || {c}
       ELSE NULL END"""
+
+
+def sql_cleaned(text_expr: str) -> str:
+    """The number without separators (spaces, brackets, dots, dashes, slashes)."""
+    return f"regexp_replace({text_expr}, '{SQL_SEPARATORS}', '', 'g')"
 
 
 def sql_trimmed(expr: str) -> str:

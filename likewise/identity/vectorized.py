@@ -77,12 +77,14 @@ def normalize_phones(con: duckdb.DuckDBPyConnection, src: str, out: str) -> None
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out}_raw AS
-        WITH r AS ({phone_mod.sql_rules_cte()})
-        SELECT s.id, {text} AS text, s.region AS region,
-               {phone_mod.sql_fast_phone(text, "r")} AS fast
-        FROM {src} s LEFT JOIN {out}_reg g ON g.region = s.region
-        LEFT JOIN r ON r.region = g.up
-        WHERE s.raw IS NOT NULL AND {text} <> ''"""
+        WITH r AS ({phone_mod.sql_rules_cte()}),
+        t AS (SELECT id, text, region, {phone_mod.sql_cleaned("text")} AS c
+              FROM (SELECT s.id, {text} AS text, s.region FROM {src} s
+                    WHERE s.raw IS NOT NULL) WHERE text <> '')
+        SELECT t.id, t.text, t.region,
+               {phone_mod.sql_fast_phone("t.text", "r", cleaned="t.c")} AS fast
+        FROM t LEFT JOIN {out}_reg g ON g.region = t.region
+        LEFT JOIN r ON r.region = g.up"""
     )
     con.unregister(f"{out}_reg")
     pending = con.execute(

@@ -71,6 +71,7 @@ def import_users(
         con.execute("DROP TABLE IF EXISTS stage; DROP TABLE IF EXISTS staged_ids")
         step("done", 1.0)
     summary["identifiers"] = idents
+    del summary["_one_row_per_user"]
     return summary
 
 
@@ -122,9 +123,10 @@ def _validate(con: duckdb.DuckDBPyConnection, columns: set[str]) -> dict[str, An
     """Mark rows whose user_id or attributes are unusable; they are rejected whole."""
     true_list = ", ".join(f"'{v}'" for v in TRUE)
     false_list = ", ".join(f"'{v}'" for v in FALSE)
+    # Only the (few) bad rows are written out; the stage itself is not copied.
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE stage AS
-        SELECT *, CASE
+        f"""CREATE OR REPLACE TEMP TABLE rejects AS SELECT * FROM (
+        SELECT row_no, CASE
           WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing_user_id'
           WHEN length(user_id) > 256 THEN 'user_id_too_long'
           WHEN country IS NOT NULL AND NOT regexp_full_match(trim(country), '[A-Za-z]{{2}}')
@@ -135,28 +137,33 @@ def _validate(con: duckdb.DuckDBPyConnection, columns: set[str]) -> dict[str, An
           WHEN personalized_ads IS NOT NULL AND lower(trim(personalized_ads))
                NOT IN ({true_list}, {false_list}) THEN 'invalid_personalized_ads'
           END AS reject
-        FROM stage"""
+        FROM stage) WHERE reject IS NOT NULL"""
     )
     rows = con.execute("SELECT count(*) FROM stage").fetchone()
-    rejected = dict(
-        con.execute(
-            "SELECT reject, count(*) FROM stage WHERE reject IS NOT NULL GROUP BY reject"
-        ).fetchall()
-    )
-    con.execute("DELETE FROM stage WHERE reject IS NOT NULL")
-    users = con.execute("SELECT count(DISTINCT trim(user_id)) FROM stage").fetchone()
+    rejected = dict(con.execute("SELECT reject, count(*) FROM rejects GROUP BY reject").fetchall())
+    if rejected:
+        con.execute("DELETE FROM stage WHERE row_no IN (SELECT row_no FROM rejects)")
+    con.execute("DROP TABLE rejects")
+    counts = con.execute("SELECT count(*), count(DISTINCT trim(user_id)) FROM stage").fetchone()
+    assert counts is not None
     return {
         "rows": int(rows[0]) if rows else 0,
-        "users": int(users[0]) if users else 0,
+        "users": int(counts[1]),
         "rejected": {k: int(v) for k, v in rejected.items()},
+        "_one_row_per_user": int(counts[0]) == int(counts[1]),
     }
 
 
 def _upsert_users(con: duckdb.DuckDBPyConnection, summary: dict[str, Any]) -> None:
     true_list = ", ".join(f"'{v}'" for v in TRUE)
 
+    # Most files have one row per user: then no aggregation is needed at all.
+    grouped = not summary["_one_row_per_user"]
+
     def last(col: str, expr: str | None = None) -> str:
         value = expr or f"nullif(trim({col}), '')"
+        if not grouped:
+            return f"CASE WHEN nullif(trim({col}), '') IS NOT NULL THEN {value} END"
         return f"arg_max({value}, row_no) FILTER (WHERE nullif(trim({col}), '') IS NOT NULL)"
 
     # One row per user: the file's last non-empty value of each attribute, and the user's id if
@@ -173,7 +180,7 @@ def _upsert_users(con: duckdb.DuckDBPyConnection, summary: dict[str, Any]) -> No
             {last("os", "lower(trim(os))")} AS os,
             {last("personalized_ads", f"lower(trim(personalized_ads)) IN ({true_list})")}
               AS personalized_ads
-          FROM stage GROUP BY 1)
+          FROM stage {"GROUP BY 1" if grouped else ""})
         SELECT agg.*, u.uid AS old_uid, coalesce(agg.country, u.country) AS final_country
         FROM agg LEFT JOIN users u ON u.ext_id = agg.ext_id AND NOT u.erased"""
     )
@@ -208,8 +215,9 @@ def _upsert_users(con: duckdb.DuckDBPyConnection, summary: dict[str, Any]) -> No
     # Row -> uid, with the region used for national phone numbers.
     con.execute(
         """CREATE OR REPLACE TEMP TABLE stage AS
-        SELECT st.*, i.uid, i.final_country AS user_country FROM stage st
-        JOIN incoming i ON i.ext_id = trim(st.user_id)"""
+        SELECT st.row_no, st.email, st.phone, st.idfa, st.gaid, i.uid,
+               i.final_country AS user_country
+        FROM stage st JOIN incoming i ON i.ext_id = trim(st.user_id)"""
     )
     con.execute("DROP TABLE incoming")
     summary["new_users"] = n_new
@@ -235,7 +243,7 @@ def _email_keys(
     for expr, differs in forms:
         keys.append(
             f"SELECT {sql_hash_key(f'sha256({expr})')} AS k, {kind}::UTINYINT AS kind, "
-            f"id AS uid FROM (SELECT DISTINCT id, basic, norm FROM n_email "
+            f"id AS uid FROM (SELECT {_distinct(summary)} id, basic, norm FROM n_email "
             f"WHERE basic IS NOT NULL) WHERE {expr} IS NOT NULL AND {differs}"
         )
 
@@ -253,7 +261,8 @@ def _phone_keys(
     for expr in ("e164", "substr(e164, 2)"):
         keys.append(
             f"SELECT {sql_hash_key(f'sha256({expr})')} AS k, {kind}::UTINYINT AS kind, "
-            f"id AS uid FROM (SELECT DISTINCT id, e164 FROM n_phone WHERE e164 IS NOT NULL)"
+            f"id AS uid FROM (SELECT {_distinct(summary)} id, e164 FROM n_phone "
+            "WHERE e164 IS NOT NULL)"
         )
 
 
@@ -275,8 +284,14 @@ def _device_keys(
             keys.append(
                 f"SELECT {sql_hash_key(f'{fn}({case})')} AS k, "
                 f"{int(kind)}::UTINYINT AS kind, id AS uid "
-                f"FROM (SELECT DISTINCT id, maid FROM n_{col} WHERE maid IS NOT NULL)"
+                f"FROM (SELECT {_distinct(summary)} id, maid FROM n_{col} "
+                "WHERE maid IS NOT NULL)"
             )
+
+
+def _distinct(summary: dict[str, Any]) -> str:
+    """A user on several rows may repeat an identifier; with one row per user none can."""
+    return "" if summary["_one_row_per_user"] else "DISTINCT"
 
 
 def _count(
@@ -287,8 +302,10 @@ def _count(
     idents: dict[str, int],
     summary: dict[str, Any],
 ) -> None:
+    # With one row per user every (identifier, user) pair is distinct already.
+    distinct = f"DISTINCT ({col}, id)" if not summary["_one_row_per_user"] else col
     row = con.execute(
-        f"SELECT count(DISTINCT ({col}, id)) FILTER (WHERE {col} IS NOT NULL), "
+        f"SELECT count({distinct}) FILTER (WHERE {col} IS NOT NULL), "
         f"count(*) FILTER (WHERE {col} IS NULL) FROM {table}"
     ).fetchone()
     assert row is not None
