@@ -6,8 +6,9 @@ import hashlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +87,31 @@ class Server:
             files={"file": (filename, content)},
         )
 
+    def audience(self, token: str, advertiser_id: str, audience_id: str) -> dict[str, Any]:
+        """One ``get`` item: ``{audience_details, audience_history}``."""
+        body = self.call(
+            "GET",
+            "/dmp/custom_audience/get/",
+            token,
+            params={"advertiser_id": advertiser_id, "custom_audience_ids": f'["{audience_id}"]'},
+        )
+        assert body["code"] == 0, body
+        return body["data"]["list"][0]  # type: ignore[no-any-return]
+
+    def details(self, token: str, advertiser_id: str, audience_id: str) -> dict[str, Any]:
+        return self.audience(token, advertiser_id, audience_id)["audience_details"]  # type: ignore[no-any-return]
+
     def wait_jobs(self) -> None:
         assert self.runtime.jobs.wait_idle(120)
 
 
-def start_server(data_dir: Path, **settings: Any) -> Iterator[Server]:
+def start_server(
+    data_dir: Path, *, clock: Callable[[], datetime] | None = None, **settings: Any
+) -> Iterator[Server]:
+    """A real server on 127.0.0.1; ``clock`` replaces the runtime's clock (expiry tests)."""
     port = free_port()
     cfg = Settings(data_dir=data_dir, port=port, admin_token=ADMIN_TOKEN, **settings)
-    runtime = Runtime(cfg)
+    runtime = Runtime(cfg, clock=clock) if clock is not None else Runtime(cfg)
     runtime.start()
     server = uvicorn.Server(
         uvicorn.Config(

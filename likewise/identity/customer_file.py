@@ -132,6 +132,7 @@ def parse_customer_file(
         """CREATE OR REPLACE TEMP TABLE lines AS SELECT row_no, line FROM raw_lines
         WHERE line IS NOT NULL AND trim(line, ' ' || chr(9)) <> ''"""
     )
+    con.execute("DROP TABLE raw_lines")
     kinds = _columns(con, calculate_type)
     result = ParseResult()
     total = con.execute("SELECT count(*) FROM lines").fetchone()
@@ -142,14 +143,14 @@ def parse_customer_file(
     _fields(con, kinds)
     _classify(con, kinds, region)
     _write_keys(con, out)
-    _row_stats(con, result, [int(r[0]) for r in bad_encoding])
+    _row_stats(con, result, [int(r[0]) for r in bad_encoding], single=len(kinds) == 1)
     if result.rows_valid == 0 and _looks_binary(con, len(bad_encoding), result.rows_total):
         raise FileInvalid(
             "the file is not a UTF-8 text file of identifiers (binary data or another encoding)",
             field="file",
         )
     con.execute(
-        "DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS lines; "
+        "DROP TABLE IF EXISTS lines; DROP TABLE IF EXISTS raw_lines; "
         "DROP TABLE IF EXISTS fields; DROP TABLE IF EXISTS keyed"
     )
     return result
@@ -211,31 +212,35 @@ def _header_name(part: str) -> str:
 
 
 def _fields(con: duckdb.DuckDBPyConnection, kinds: list[str]) -> None:
-    """``fields(fid, row_no, pos, v)``: one row per non-empty field of a well-formed line."""
+    """``fields(fid, row_no, pos, v)``: one row per non-empty field of a well-formed line;
+    ``line_checks(row_no, reject)``: the (few) malformed lines."""
     n = len(kinds)
     clean = "trim(trim(trim({x}, ' ' || chr(9)), '\"'), ' ' || chr(9))"
+    well_formed = f"length(line) <= {MAX_LINE}"
+    if n > 1:
+        well_formed += f" AND len(string_split(line, ',')) = {n}"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE line_checks AS
-        SELECT row_no, CASE
-          WHEN length(line) > {MAX_LINE} THEN 'line_too_long'
-          WHEN {n} > 1 AND len(string_split(line, ',')) <> {n} THEN 'wrong_field_count'
-        END AS reject FROM lines"""
+        SELECT row_no, CASE WHEN length(line) > {MAX_LINE} THEN 'line_too_long'
+                            ELSE 'wrong_field_count' END AS reject
+        FROM lines WHERE NOT ({well_formed})"""
     )
     if n == 1:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE fields AS
-            SELECT l.row_no * {FIELDS_PER_ROW} AS fid, l.row_no, 0 AS pos,
-                   {clean.format(x="l.line")} AS v
-            FROM lines l JOIN line_checks c USING (row_no) WHERE c.reject IS NULL"""
+              SELECT row_no * {FIELDS_PER_ROW} AS fid, row_no, 0 AS pos,
+                     {clean.format(x="line")} AS v
+              FROM lines WHERE {well_formed}"""
         )
     else:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE fields AS
             SELECT row_no * {FIELDS_PER_ROW} + pos AS fid, row_no, pos, v FROM (
-              SELECT l.row_no, {clean.format(x="unnest(string_split(l.line, ','))")} AS v,
-                     generate_subscripts(string_split(l.line, ','), 1) - 1 AS pos
-              FROM lines l JOIN line_checks c USING (row_no) WHERE c.reject IS NULL)"""
+              SELECT row_no, {clean.format(x="unnest(string_split(line, ','))")} AS v,
+                     generate_subscripts(string_split(line, ','), 1) - 1 AS pos
+              FROM lines WHERE {well_formed})"""
         )
+    # A separate pass: filtering in the same query would compute every cleaned value twice.
     con.execute("DELETE FROM fields WHERE v = ''")
 
 
@@ -244,17 +249,14 @@ def _classify(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | No
     case_kind = "CASE pos " + " ".join(f"WHEN {i} THEN '{k}'" for i, k in enumerate(kinds))
     case_kind += " END"
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE typed AS
-        SELECT fid, row_no, {case_kind} AS kind, v, lower(v) AS vl FROM fields"""
-    )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE typed AS SELECT *, CASE
-          WHEN regexp_full_match(vl, '[0-9a-f]{64}') THEN 'sha256'
+        f"""CREATE OR REPLACE TEMP TABLE typed AS SELECT *, CASE
+          WHEN regexp_full_match(vl, '[0-9a-f]{{64}}') THEN 'sha256'
           -- a long run of digits in a phone column is a number (international prefix), not a hash
           WHEN kind = 'phone' AND regexp_full_match(vl, '[0-9]+') THEN 'raw'
-          WHEN regexp_full_match(vl, '[0-9a-f]{32}') THEN 'md5'
-          WHEN regexp_full_match(vl, '[0-9a-f]{16,}') THEN 'bad_hash'
-          ELSE 'raw' END AS form FROM typed"""
+          WHEN regexp_full_match(vl, '[0-9a-f]{{32}}') THEN 'md5'
+          WHEN regexp_full_match(vl, '[0-9a-f]{{16,}}') THEN 'bad_hash'
+          ELSE 'raw' END AS form
+        FROM (SELECT fid, row_no, {case_kind} AS kind, v, lower(v) AS vl FROM fields)"""
     )
     mask = "CASE kind " + " ".join(f"WHEN '{k}' THEN {m}" for k, m in KIND_MASK.items()) + " END"
     parts = [
@@ -321,35 +323,46 @@ def _write_keys(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     )
 
 
-def _row_stats(con: duckdb.DuckDBPyConnection, result: ParseResult, bad_lines: list[int]) -> None:
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE row_status AS
-        SELECT l.row_no, CASE
-          WHEN c.reject IS NOT NULL THEN c.reject
-          WHEN bool_or(k.k IS NOT NULL) THEN NULL
-          WHEN count(k.fid) = 0 THEN 'no_identifier'
-          ELSE min(k.reason) END AS reason
-        FROM lines l JOIN line_checks c USING (row_no)
-        LEFT JOIN keyed k ON k.row_no = l.row_no
-        GROUP BY l.row_no, c.reject"""
-    )
+def _row_stats(
+    con: duckdb.DuckDBPyConnection, result: ParseResult, bad_lines: list[int], single: bool
+) -> None:
+    """Valid rows and rejected rows by reason (a row is valid when any of its fields is)."""
+    if single:  # one field per row: its status is the row's
+        status = "SELECT row_no, reason FROM keyed"
+    else:
+        status = """SELECT row_no, CASE WHEN bool_or(k IS NOT NULL) THEN NULL
+                                   ELSE min(reason) END AS reason
+                    FROM keyed GROUP BY row_no"""
     rows = con.execute(
-        """SELECT reason, count(*), list(row_no ORDER BY row_no)[1:5]
-           FROM row_status GROUP BY reason"""
+        f"""SELECT reason, count(*), list(row_no ORDER BY row_no)[1:5] FROM (
+              {status} UNION ALL SELECT row_no, reject FROM line_checks)
+            GROUP BY reason"""
     ).fetchall()
+    seen = 0
     for reason, n, sample in rows:
+        seen += int(n)
         if reason is None:
             result.rows_valid = int(n)
         else:
             result.rejects[reason] = int(n)
             result.reject_lines[reason] = [int(x) for x in sample]
+    lines = result.rows_total - len(bad_lines)
+    if seen < lines:  # lines whose every field is empty (",,")
+        empty = con.execute(
+            """SELECT count(*), list(row_no ORDER BY row_no)[1:5] FROM lines
+               WHERE row_no NOT IN (SELECT row_no FROM fields)
+                 AND row_no NOT IN (SELECT row_no FROM line_checks)"""
+        ).fetchone()
+        assert empty is not None
+        result.rejects["no_identifier"] = int(empty[0])
+        result.reject_lines["no_identifier"] = [int(x) for x in empty[1]]
     if bad_lines:
         result.rejects["invalid_utf8"] = len(bad_lines)
         result.reject_lines["invalid_utf8"] = bad_lines[:5]
     result.rows_rejected = sum(result.rejects.values())
     keys = con.execute("SELECT count(*) FROM keyed WHERE k IS NOT NULL").fetchone()
     result.keys = int(keys[0]) if keys else 0
-    con.execute("DROP TABLE row_status; DROP TABLE line_checks")
+    con.execute("DROP TABLE line_checks")
 
 
 def _looks_binary(con: duckdb.DuckDBPyConnection, unreadable: int, rows_total: int) -> bool:

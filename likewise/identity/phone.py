@@ -24,20 +24,21 @@ class RegionRule:
     trunk: str  # national trunk prefix dropped before the national number ("" if none)
     min_len: int  # national significant number lengths this rule decides
     max_len: int
+    idd: str = "00"  # international dialling prefix, as in "011 44 20 …" dialled from the US
 
 
 # Regions whose national numbers follow "optional trunk prefix + fixed-length number" closely
 # enough to decide without the library. Others (Italy keeps its leading 0, …) use phonenumbers.
 RULES: dict[str, RegionRule] = {
-    "US": RegionRule("1", "1", 10, 10),
-    "CA": RegionRule("1", "1", 10, 10),
+    "US": RegionRule("1", "1", 10, 10, "011"),
+    "CA": RegionRule("1", "1", 10, 10, "011"),
     "GB": RegionRule("44", "0", 10, 10),
     "DE": RegionRule("49", "0", 10, 11),
     "FR": RegionRule("33", "0", 9, 9),
     "BR": RegionRule("55", "0", 10, 11),
     "IN": RegionRule("91", "0", 10, 10),
-    "JP": RegionRule("81", "0", 9, 10),
-    "AU": RegionRule("61", "0", 9, 9),
+    "JP": RegionRule("81", "0", 9, 10, "010"),
+    "AU": RegionRule("61", "0", 9, 9, "0011"),
     "ES": RegionRule("34", "", 9, 9),
     "NL": RegionRule("31", "0", 9, 9),
     "MX": RegionRule("52", "", 10, 10),
@@ -78,6 +79,11 @@ def fast_phone(text: str, region: str | None) -> str | None:
         return None if ("+" + c[2:]).startswith(_INTL_TRUNK) else "+" + c[2:]
     rule = RULES.get((region or "").upper())
     if rule is None or not _DIGITS.fullmatch(c):
+        return None
+    if rule.idd != "00" and c.startswith(rule.idd):
+        dialled = "+" + c[len(rule.idd) :]
+        if _INTERNATIONAL.fullmatch(dialled) and not dialled.startswith(_INTL_TRUNK):
+            return dialled
         return None
     if rule.trunk and c.startswith(rule.trunk):
         nsn = c[len(rule.trunk) :]
@@ -121,10 +127,10 @@ def phone_variants(e164: str) -> list[str]:
 def sql_rules_cte() -> str:
     """A ``phone_rules(region, cc, trunk, min_len, max_len)`` CTE body with :data:`RULES`."""
     rows = ", ".join(
-        f"('{region}', '{r.calling_code}', '{r.trunk}', {r.min_len}, {r.max_len})"
+        f"('{region}', '{r.calling_code}', '{r.trunk}', {r.min_len}, {r.max_len}, '{r.idd}')"
         for region, r in RULES.items()
     )
-    return f"SELECT * FROM (VALUES {rows}) AS t(region, cc, trunk, min_len, max_len)"
+    return f"SELECT * FROM (VALUES {rows}) AS t(region, cc, trunk, min_len, max_len, idd)"
 
 
 def sql_fast_phone(text_expr: str, rule: str = "r", cleaned: str | None = None) -> str:
@@ -141,6 +147,7 @@ def sql_fast_phone(text_expr: str, rule: str = "r", cleaned: str | None = None) 
     has_trunk = f"({rule}.trunk <> '' AND starts_with({c}, {rule}.trunk))"
     after_trunk = f"substr({c}, length({rule}.trunk) + 1)"
     after_cc = f"substr({c}, length({rule}.cc) + 1)"
+    dialled = f"('+' || substr({c}, length({rule}.idd) + 1))"
     return f"""CASE
       WHEN contains({text_expr}, '(0)') THEN NULL
       WHEN regexp_full_match({c}, '\\+[1-9][0-9]{{6,14}}')
@@ -149,6 +156,10 @@ def sql_fast_phone(text_expr: str, rule: str = "r", cleaned: str | None = None) 
            THEN CASE WHEN regexp_matches('+' || substr({c}, 3), '{SQL_INTL_TRUNK}') THEN NULL
                 ELSE '+' || substr({c}, 3) END
       WHEN {rule}.cc IS NULL OR NOT regexp_full_match({c}, '[0-9]{{6,17}}') THEN NULL
+      WHEN {rule}.idd <> '00' AND starts_with({c}, {rule}.idd)
+           THEN CASE WHEN regexp_full_match({dialled}, '\\+[1-9][0-9]{{6,14}}')
+                      AND NOT regexp_matches({dialled}, '{SQL_INTL_TRUNK}')
+                     THEN {dialled} END
       WHEN {rule}.trunk <> '' AND starts_with({c}, {rule}.trunk)
            AND {nsn_ok.format(n=after_trunk, r=rule)} THEN '+' || {rule}.cc || {after_trunk}
       WHEN length({c}) BETWEEN {rule}.min_len AND {rule}.max_len AND NOT starts_with({c}, '0')

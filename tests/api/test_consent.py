@@ -3,7 +3,6 @@ audiences are not revealed)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,14 +98,7 @@ def segment(server: Server, token: str, adv: str, user_numbers: list[int]) -> st
 
 
 def details(server: Server, token: str, adv: str, audience_id: str) -> dict[str, Any]:
-    body = server.call(
-        "GET",
-        "/dmp/custom_audience/get/",
-        token,
-        params={"advertiser_id": adv, "custom_audience_ids": json.dumps([audience_id])},
-    )
-    assert body["code"] == 0, body
-    return body["data"]["list"][0]  # type: ignore[no-any-return]
+    return server.audience(token, adv, audience_id)
 
 
 def cover(server: Server, token: str, adv: str, audience_id: str) -> int:

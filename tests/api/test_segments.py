@@ -92,14 +92,7 @@ def mapping(
 
 
 def details(server: Server, token: str, adv: str, audience_id: str) -> dict[str, Any]:
-    body = server.call(
-        "GET",
-        "/dmp/custom_audience/get/",
-        token,
-        params={"advertiser_id": adv, "custom_audience_ids": json.dumps([audience_id])},
-    )
-    assert body["code"] == 0, body
-    return body["data"]["list"][0]["audience_details"]  # type: ignore[no-any-return]
+    return server.details(token, adv, audience_id)
 
 
 def cover(server: Server, token: str, adv: str, audience_id: str) -> int:

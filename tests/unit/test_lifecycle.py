@@ -7,9 +7,7 @@ audiences are invalid, report size 0 and can only be deleted.
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,11 +15,9 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from likewise.api import create_app
 from likewise.domain.audience import (
     EXPIRING_WINDOW,
     EXPIRY_WITHOUT_RETENTION,
@@ -31,9 +27,7 @@ from likewise.domain.audience import (
 )
 from likewise.identity import normalize_email_file, sha256_hex
 from likewise.ingest.users import import_users
-from likewise.runtime import Runtime
-from likewise.settings import Settings
-from tests.conftest import ADMIN_TOKEN, Server, free_port
+from tests.conftest import Server, start_server
 
 T0 = datetime(2025, 3, 1, 12, 0, 0)
 US = timedelta(microseconds=1)
@@ -183,35 +177,6 @@ class Clock:
             self.now += delta
 
 
-def start_server_with_clock(data_dir: Path, clock: Clock, **settings: Any) -> Iterator[Server]:
-    """``tests.conftest.start_server`` with the runtime's clock replaced."""
-    port = free_port()
-    cfg = Settings(data_dir=data_dir, port=port, admin_token=ADMIN_TOKEN, **settings)
-    runtime = Runtime(cfg, clock=clock)
-    runtime.start()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(runtime=runtime),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="on",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield Server(runtime, f"http://127.0.0.1:{port}", data_dir)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        runtime.close()
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock(T0)
@@ -219,7 +184,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def timed(tmp_path: Path, clock: Clock) -> Iterator[Server]:
-    yield from start_server_with_clock(tmp_path / "data", clock, min_audience_size=1)
+    yield from start_server(tmp_path / "data", clock=clock, min_audience_size=1)
 
 
 EMAILS = [f"user{i}@example.com" for i in range(5)]
@@ -252,14 +217,7 @@ def file_audience(server: Server, token: str, adv: str, **extra: Any) -> str:
 
 
 def details(server: Server, token: str, adv: str, audience_id: str) -> dict[str, Any]:
-    body = server.call(
-        "GET",
-        "/dmp/custom_audience/get/",
-        token,
-        params={"advertiser_id": adv, "custom_audience_ids": json.dumps([audience_id])},
-    )
-    assert body["code"] == 0, body
-    return body["data"]["list"][0]["audience_details"]  # type: ignore[no-any-return]
+    return server.details(token, adv, audience_id)
 
 
 def state(server: Server, token: str, adv: str, audience_id: str) -> tuple[bool, int, bool]:
