@@ -21,6 +21,7 @@ import pyarrow as pa
 from likewise.errors import CalculateTypeUnsupported, FileInvalid, FileSpecInvalid
 from likewise.identity.hashing import sql_hash_key
 from likewise.identity.kinds import MAID_MASK, IdKind
+from likewise.identity.text import sql_strip
 from likewise.identity.vectorized import normalize_devices, normalize_emails, normalize_phones
 
 MAX_LINE = 4096  # longer lines are rejected (a 100 KB line is not an identifier)
@@ -130,7 +131,8 @@ def parse_customer_file(
         _renumber(con)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE lines AS SELECT row_no, line FROM raw_lines
-        WHERE line IS NOT NULL AND trim(line, ' ' || chr(9)) <> ''"""
+        WHERE line IS NOT NULL AND line <> ''
+          AND (NOT contains(' ' || chr(9), left(line, 1)) OR trim(line, ' ' || chr(9)) <> '')"""
     )
     con.execute("DROP TABLE raw_lines")
     kinds = _columns(con, calculate_type)
@@ -215,7 +217,8 @@ def _fields(con: duckdb.DuckDBPyConnection, kinds: list[str]) -> None:
     """``fields(fid, row_no, pos, v)``: one row per non-empty field of a well-formed line;
     ``line_checks(row_no, reject)``: the (few) malformed lines."""
     n = len(kinds)
-    clean = "trim(trim(trim({x}, ' ' || chr(9)), '\"'), ' ' || chr(9))"
+    # Spaces, tabs and double quotes around a value go (quoted CSV exports).
+    clean = sql_strip("{x}", "(' \"' || chr(9))")
     well_formed = f"length(line) <= {MAX_LINE}"
     if n > 1:
         well_formed += f" AND len(string_split(line, ',')) = {n}"
@@ -236,9 +239,10 @@ def _fields(con: duckdb.DuckDBPyConnection, kinds: list[str]) -> None:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE fields AS
             SELECT row_no * {FIELDS_PER_ROW} + pos AS fid, row_no, pos, v FROM (
-              SELECT row_no, {clean.format(x="unnest(string_split(line, ','))")} AS v,
-                     generate_subscripts(string_split(line, ','), 1) - 1 AS pos
-              FROM lines WHERE {well_formed})"""
+              SELECT row_no, {clean.format(x="part")} AS v, pos FROM (
+                SELECT row_no, unnest(string_split(line, ',')) AS part,
+                       generate_subscripts(string_split(line, ','), 1) - 1 AS pos
+                FROM lines WHERE {well_formed}))"""
         )
     # A separate pass: filtering in the same query would compute every cleaned value twice.
     con.execute("DELETE FROM fields WHERE v = ''")

@@ -186,7 +186,7 @@ FIELD_WHITESPACE = " \t"
 
 def clean_field(value: str) -> str:
     """What the file parser does to a field before normalising (spaces, tabs, quotes)."""
-    return value.strip(FIELD_WHITESPACE).strip('"').strip(FIELD_WHITESPACE)
+    return value.strip(FIELD_WHITESPACE + '"')
 
 
 def reference_key(value: str, kind: str, region: str | None) -> int | None:
