@@ -21,19 +21,7 @@ CalculateType = Literal[
     "PHONE_SHA256",
 ]
 # The upload endpoint also takes the MAID_* aliases of FIRST_*.
-UploadCalculateType = Literal[
-    "EMAIL_SHA256",
-    "FIRST_MD5",
-    "FIRST_SHA256",
-    "GAID_MD5",
-    "GAID_SHA256",
-    "IDFA_MD5",
-    "IDFA_SHA256",
-    "MULTIPLE_TYPES",
-    "PHONE_SHA256",
-    "MAID_SHA256",
-    "MAID_MD5",
-]
+UploadCalculateType = Literal[CalculateType, "MAID_SHA256", "MAID_MD5"]
 # TikTok gives each alias the same internal code as FIRST_*, and create/update only name FIRST_*:
 # an upload is stored under the canonical name so its file_path works with create and update.
 CALCULATE_TYPE_ALIASES = {"MAID_SHA256": "FIRST_SHA256", "MAID_MD5": "FIRST_MD5"}
