@@ -22,7 +22,10 @@ ACCESS_TOKEN = "Access-Token"
 
 def spec_dir() -> Path:
     """The folder of TikTok's YAML files: ``$LIKEWISE_TIKTOK_OPENAPI`` or ``../shared/...``."""
-    candidates = [REPO.parent / "shared" / "reference" / "tiktok-openapi"]
+    candidates = [
+        REPO.parent / "shared" / "reference" / "tiktok-openapi",
+        Path(__file__).resolve().parent / "tiktok-openapi",  # the copy shipped with the tests
+    ]
     if os.environ.get("LIKEWISE_TIKTOK_OPENAPI"):
         candidates.insert(0, Path(os.environ["LIKEWISE_TIKTOK_OPENAPI"]))
     for c in candidates:
