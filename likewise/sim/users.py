@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from likewise.ingest.users import COLUMNS
 from likewise.sim.phones import (
     COUNTRIES,
     PHONE_PLANS,
@@ -54,20 +55,8 @@ __all__ = [
     "make_emails",
 ]
 
-USER_COLUMNS: tuple[str, ...] = (
-    "user_id",
-    "email",
-    "phone",
-    "idfa",
-    "gaid",
-    "country",
-    "region",
-    "age",
-    "gender",
-    "language",
-    "os",
-    "personalized_ads",
-)
+# The import format of ``likewise users import``: the sim writes exactly what the import reads.
+USER_COLUMNS: tuple[str, ...] = COLUMNS
 
 # Same order as phones.COUNTRIES. TikTok's audience skews US; the rest are its big markets.
 _COUNTRY_WEIGHTS = (0.40, 0.12, 0.10, 0.08, 0.12, 0.12, 0.06)
