@@ -98,7 +98,7 @@ def demo(
     with _errors():
         info = build_demo(settings, users=users, seed=seed, progress=_progress_callback())
     _print_json(info)
-    err.print(info["example"])
+    sys.stderr.write(info["example"] + "\n")  # unwrapped, so the commands copy and paste
     if serve_after:
         serve(host=host, port=port)
 
