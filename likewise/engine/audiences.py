@@ -452,7 +452,11 @@ class Audiences:
         now = self.clock()
         life = Lifecycle(a.created_at, a.modified_at, a.last_used_at, a.retention_in_days)
         expired = life.is_expired(now)
-        reachable = len(self.reachable(a)) if a.status == Status.READY else 0
+        reachable = (
+            self.members(a.id, a.version).difference_cardinality(self.graph.excluded())
+            if a.status == Status.READY
+            else 0
+        )
         is_valid, cover, msg = validity(
             status=Status(a.status),
             reachable=reachable,
