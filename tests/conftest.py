@@ -22,6 +22,16 @@ from likewise.settings import Settings
 
 ADMIN_TOKEN = "test-admin-token"
 
+# TikTok v1.3 paths under /open_api/v1.3, shared by the API tests.
+UPLOAD = "/dmp/custom_audience/file/upload/"
+CREATE = "/dmp/custom_audience/create/"
+UPDATE = "/dmp/custom_audience/update/"
+DELETE = "/dmp/custom_audience/delete/"
+GET = "/dmp/custom_audience/get/"
+LIST = "/dmp/custom_audience/list/"
+SEGMENT = "/segment/audience/"
+MAPPING = "/segment/mapping/"
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -20,16 +20,19 @@ from likewise.api import create_app
 from likewise.ingest.users import import_users
 from likewise.store.models import AccessToken
 from likewise.store.tenants import token_digest
-from tests.conftest import ADMIN_TOKEN, Server, start_server
-
-UPLOAD = "/dmp/custom_audience/file/upload/"
-CREATE = "/dmp/custom_audience/create/"
-UPDATE = "/dmp/custom_audience/update/"
-DELETE = "/dmp/custom_audience/delete/"
-GET = "/dmp/custom_audience/get/"
-LIST = "/dmp/custom_audience/list/"
-SEGMENT = "/segment/audience/"
-MAPPING = "/segment/mapping/"
+from tests.conftest import (
+    ADMIN_TOKEN,
+    CREATE,
+    DELETE,
+    GET,
+    LIST,
+    MAPPING,
+    SEGMENT,
+    UPDATE,
+    UPLOAD,
+    Server,
+    start_server,
+)
 
 EMAILS = [f"buyer.{i}@example.com" for i in range(40)]
 IDFA = "6d92078a-8246-4ba4-ae5b-76104861e7dc"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow as pa
@@ -26,6 +27,31 @@ def _platform(data: Path) -> None:
     rt = Runtime(Settings(data_dir=data))
     import_users(rt.graph, pa.table({"user_id": [f"d{i}" for i in range(50)], "email": EMAILS}))
     rt.close()
+
+
+def _file_audience(rt: Runtime, advertiser_id: int, name: str) -> tuple[int, Any]:
+    """Upload 20 known e-mails and create an audience from them, through the services."""
+    from likewise.engine.uploads import ReceivedFile
+
+    raw = rt.settings.data_dir / "tmp" / "raw.csv"
+    content = "\n".join(EMAILS[:20]).encode()
+    raw.write_bytes(content)
+    md5 = hashlib.md5(content).hexdigest()
+    upload = rt.uploads.accept(
+        advertiser_id=advertiser_id,
+        received=ReceivedFile(raw, "c.csv", len(content), md5),
+        file_signature=md5,
+        calculate_type="EMAIL_SHA256",
+        region="US",
+        now=rt.clock(),
+    )
+    audience_id = rt.audiences.create_from_files(
+        advertiser_id=advertiser_id,
+        name=name,
+        calculate_type="EMAIL_SHA256",
+        file_paths=[upload.file_path],
+    )
+    return audience_id, upload
 
 
 def _serve(data: Path, port: int) -> subprocess.Popen[bytes]:
@@ -118,26 +144,7 @@ def test_queued_job_resumes_at_start(tmp_path: Path) -> None:
     _platform(data)
     rt = Runtime(Settings(data_dir=data, min_audience_size=10))  # jobs not started
     adv = rt.tenants.create_advertiser(name="x", now=rt.clock())
-    from likewise.engine.uploads import ReceivedFile
-
-    raw = data / "tmp" / "raw.csv"
-    raw.write_bytes("\n".join(EMAILS[:20]).encode())
-    upload = rt.uploads.accept(
-        advertiser_id=adv.id,
-        received=ReceivedFile(
-            raw, "c.csv", raw.stat().st_size, hashlib.md5(raw.read_bytes()).hexdigest()
-        ),
-        file_signature=hashlib.md5("\n".join(EMAILS[:20]).encode()).hexdigest(),
-        calculate_type="EMAIL_SHA256",
-        region="US",
-        now=rt.clock(),
-    )
-    audience_id = rt.audiences.create_from_files(
-        advertiser_id=adv.id,
-        name="later",
-        calculate_type="EMAIL_SHA256",
-        file_paths=[upload.file_path],
-    )
+    audience_id, _ = _file_audience(rt, adv.id, "later")
     view = rt.audiences.get(advertiser_id=adv.id, ids=[audience_id], history_size=0)[0]
     assert view.status.value == "CALCULATING" and not view.is_valid
     rt.close()
@@ -155,25 +162,7 @@ def test_a_failing_job_ends_in_a_visible_error(tmp_path: Path) -> None:
     _platform(data)
     rt = Runtime(Settings(data_dir=data, min_audience_size=10))
     adv = rt.tenants.create_advertiser(name="x", now=rt.clock())
-    from likewise.engine.uploads import ReceivedFile
-
-    raw = data / "tmp" / "raw.csv"
-    content = "\n".join(EMAILS[:20]).encode()
-    raw.write_bytes(content)
-    upload = rt.uploads.accept(
-        advertiser_id=adv.id,
-        received=ReceivedFile(raw, "c.csv", len(content), hashlib.md5(content).hexdigest()),
-        file_signature=hashlib.md5(content).hexdigest(),
-        calculate_type="EMAIL_SHA256",
-        region="US",
-        now=rt.clock(),
-    )
-    audience_id = rt.audiences.create_from_files(
-        advertiser_id=adv.id,
-        name="doomed",
-        calculate_type="EMAIL_SHA256",
-        file_paths=[upload.file_path],
-    )
+    audience_id, upload = _file_audience(rt, adv.id, "doomed")
     # The hashed keys vanish before the job runs (disk trouble): every attempt fails.
     rt.uploads.keys_path(upload).unlink()
     rt.start()

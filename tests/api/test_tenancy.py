@@ -15,16 +15,20 @@ import pytest
 
 from likewise.ingest.users import import_users
 from likewise.store.models import Audience
-from tests.conftest import ADMIN_TOKEN, Server, start_server
+from tests.conftest import (
+    ADMIN_TOKEN,
+    CREATE,
+    DELETE,
+    GET,
+    LIST,
+    MAPPING,
+    SEGMENT,
+    UPDATE,
+    UPLOAD,
+    Server,
+    start_server,
+)
 
-UPLOAD = "/dmp/custom_audience/file/upload/"
-CREATE = "/dmp/custom_audience/create/"
-UPDATE = "/dmp/custom_audience/update/"
-DELETE = "/dmp/custom_audience/delete/"
-GET = "/dmp/custom_audience/get/"
-LIST = "/dmp/custom_audience/list/"
-SEGMENT = "/segment/audience/"
-MAPPING = "/segment/mapping/"
 ADVERTISER_INFO = "/advertiser/info/"
 USER_INFO = "/user/info/"
 OAUTH2_ADVERTISERS = "/oauth2/advertiser/get/"
