@@ -19,10 +19,11 @@ import duckdb
 import pyarrow as pa
 
 from likewise.errors import CalculateTypeUnsupported, FileInvalid, FileSpecInvalid
+from likewise.identity import email as email_mod
+from likewise.identity import file_fields
+from likewise.identity import phone as phone_mod
 from likewise.identity.hashing import sql_hash_key
 from likewise.identity.kinds import MAID_MASK, IdKind
-from likewise.identity.text import sql_strip
-from likewise.identity.vectorized import normalize_devices, normalize_emails, normalize_phones
 
 MAX_LINE = 4096  # longer lines are rejected (a 100 KB line is not an identifier)
 MAX_HEADER_REPEAT = 3
@@ -103,6 +104,11 @@ class ParseResult:
         }
 
 
+# Lines with something on them (blank and whitespace-only lines are skipped, not rejected).
+_LINES = """SELECT row_no, line FROM raw_lines WHERE line IS NOT NULL AND line <> ''
+    AND (NOT contains(' ' || chr(9), left(line, 1)) OR trim(line, ' ' || chr(9)) <> '')"""
+
+
 def parse_customer_file(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -111,7 +117,11 @@ def parse_customer_file(
     *,
     region: str | None = None,
 ) -> ParseResult:
-    """Parse ``path`` into keys at ``out`` (Parquet). Raises a domain error for unusable files."""
+    """Parse ``path`` into keys at ``out`` (Parquet). Raises a domain error for unusable files.
+
+    Two passes over the data: one materialises every field's outcome (``stage``), the other
+    hashes and writes the keys. At 10M rows each intermediate table would cost seconds.
+    """
     if calculate_type not in CALCULATE_TYPES:
         raise CalculateTypeUnsupported(
             f"calculate_type {calculate_type!r} is not supported", field="calculate_type"
@@ -126,34 +136,34 @@ def parse_customer_file(
           strict_mode = false, ignore_errors = true, store_rejects = true,
           rejects_table = 'rj_errors', rejects_scan = 'rj_scans')"""
     )
-    bad_encoding = con.execute("SELECT DISTINCT line FROM rj_errors ORDER BY line").fetchall()
+    bad_encoding = [
+        int(r[0])
+        for r in con.execute("SELECT DISTINCT line FROM rj_errors ORDER BY line").fetchall()
+    ]
     if bad_encoding:
         _renumber(con)
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE lines AS SELECT row_no, line FROM raw_lines
-        WHERE line IS NOT NULL AND line <> ''
-          AND (NOT contains(' ' || chr(9), left(line, 1)) OR trim(line, ' ' || chr(9)) <> '')"""
-    )
-    con.execute("DROP TABLE raw_lines")
-    kinds = _columns(con, calculate_type)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW lines AS {_LINES}")
+    kinds, header = _columns(con, calculate_type)
+    if header is not None:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW lines AS {_LINES} AND row_no <> {header}")
     result = ParseResult()
     total = con.execute("SELECT count(*) FROM lines").fetchone()
     result.rows_total = (int(total[0]) if total else 0) + len(bad_encoding)
     if result.rows_total == 0:
         raise FileInvalid("the file has no data rows (only blank lines or a header)", field="file")
 
-    _fields(con, kinds)
-    _classify(con, kinds, region)
-    _write_keys(con, out)
-    _row_stats(con, result, [int(r[0]) for r in bad_encoding], single=len(kinds) == 1)
+    _stage(con, kinds, region)
+    _fallback(con, kinds, region)
+    _write_keys(con, kinds, out)
+    _row_stats(con, result, kinds, bad_encoding)
     if result.rows_valid == 0 and _looks_binary(con, len(bad_encoding), result.rows_total):
         raise FileInvalid(
             "the file is not a UTF-8 text file of identifiers (binary data or another encoding)",
             field="file",
         )
     con.execute(
-        "DROP TABLE IF EXISTS lines; DROP TABLE IF EXISTS raw_lines; "
-        "DROP TABLE IF EXISTS fields; DROP TABLE IF EXISTS keyed"
+        "DROP VIEW IF EXISTS resolved; DROP VIEW IF EXISTS lines; DROP TABLE IF EXISTS stage; "
+        "DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS fallback"
     )
     return result
 
@@ -172,18 +182,18 @@ def _renumber(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _columns(con: duckdb.DuckDBPyConnection, calculate_type: str) -> list[str]:
-    """Field kinds by position; removes the header line if there is one."""
+def _columns(con: duckdb.DuckDBPyConnection, calculate_type: str) -> tuple[list[str], int | None]:
+    """Field kinds by position, and the header's line number if the file has one."""
     first = con.execute("SELECT row_no, line FROM lines ORDER BY row_no LIMIT 1").fetchone()
     single = CALCULATE_TYPES[calculate_type]
     if first is None:
-        return [single] if single else []
+        return ([single] if single else []), None
     row_no, line = first
     names = [_header_name(p) for p in line.split(",")]
     if single is not None:
         if len(names) == 1 and names[0] in HEADERS:
-            con.execute("DELETE FROM lines WHERE row_no = ?", [row_no])
-        return [single]
+            return [single], int(row_no)
+        return [single], None
     unknown = [n for n in names if n not in HEADERS]
     if unknown:
         # A data row where the header should be: say so without echoing an identifier back.
@@ -205,168 +215,135 @@ def _columns(con: duckdb.DuckDBPyConnection, calculate_type: str) -> list[str]:
                 f"{MAX_HEADER_REPEAT} allowed",
                 field="file",
             )
-    con.execute("DELETE FROM lines WHERE row_no = ?", [row_no])
-    return [HEADERS[n] for n in names]
+    return [HEADERS[n] for n in names], int(row_no)
 
 
 def _header_name(part: str) -> str:
     return part.strip().strip('"').strip().lower().lstrip("\ufeff")
 
 
-def _fields(con: duckdb.DuckDBPyConnection, kinds: list[str]) -> None:
-    """``fields(fid, row_no, pos, v)``: one row per non-empty field of a well-formed line;
-    ``line_checks(row_no, reject)``: the (few) malformed lines."""
+def _stage(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | None) -> None:
+    """``stage``: one row per line, with ``line_reason`` (a malformed line) and, per column i,
+    ``hex_i, norm_i, fb_i, reason_i`` (see :mod:`likewise.identity.file_fields`)."""
     n = len(kinds)
-    # Spaces, tabs and double quotes around a value go (quoted CSV exports).
-    clean = sql_strip("{x}", "(' \"' || chr(9))")
     well_formed = f"length(line) <= {MAX_LINE}"
     if n > 1:
-        well_formed += f" AND len(string_split(line, ',')) = {n}"
+        well_formed += f" AND strlen(line) - strlen(replace(line, ',', '')) = {n - 1}"
+    query = f"""SELECT row_no, line, ({well_formed}) AS well,
+        CASE WHEN length(line) > {MAX_LINE} THEN 'line_too_long'
+             WHEN NOT ({well_formed}) THEN 'wrong_field_count' END AS line_reason
+        FROM lines"""
+    if "phone" in kinds:
+        query = f"SELECT * FROM ({query}) CROSS JOIN ({file_fields.rule_columns(region)})"
+    for pos, kind in enumerate(kinds):
+        raw = "line" if n == 1 else f"split_part(line, ',', {pos + 1})"
+        for layer in file_fields.column_layers(kind, pos, f"CASE WHEN well THEN {raw} END"):
+            query = f"SELECT *, {', '.join(layer)} FROM ({query})"
+    outputs = ", ".join(f"{o}_{i}" for i in range(n) for o in file_fields.OUTPUTS)
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE line_checks AS
-        SELECT row_no, CASE WHEN length(line) > {MAX_LINE} THEN 'line_too_long'
-                            ELSE 'wrong_field_count' END AS reject
-        FROM lines WHERE NOT ({well_formed})"""
+        f"CREATE OR REPLACE TEMP TABLE stage AS SELECT row_no, line_reason, {outputs} "
+        f"FROM ({query})"
     )
-    if n == 1:
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE fields AS
-              SELECT row_no * {FIELDS_PER_ROW} AS fid, row_no, 0 AS pos,
-                     {clean.format(x="line")} AS v
-              FROM lines WHERE {well_formed}"""
-        )
-    else:
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE fields AS
-            SELECT row_no * {FIELDS_PER_ROW} + pos AS fid, row_no, pos, v FROM (
-              SELECT row_no, {clean.format(x="part")} AS v, pos FROM (
-                SELECT row_no, unnest(string_split(line, ',')) AS part,
-                       generate_subscripts(string_split(line, ','), 1) - 1 AS pos
-                FROM lines WHERE {well_formed}))"""
-        )
-    # A separate pass: filtering in the same query would compute every cleaned value twice.
-    con.execute("DELETE FROM fields WHERE v = ''")
 
 
-def _classify(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | None) -> None:
-    """``keyed(fid, row_no, k, kmask, reason)``: a key, or the reason the field was refused."""
-    case_kind = "CASE pos " + " ".join(f"WHEN {i} THEN '{k}'" for i, k in enumerate(kinds))
-    case_kind += " END"
+def _fallback(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | None) -> None:
+    """The Python reference's answer for each distinct value SQL left undecided, so the result
+    equals normalising every row in Python; and the ``resolved`` view that merges it in, with
+    ``norm_i`` and ``reason_i`` final."""
+    deciders = {
+        "email": (email_mod.normalize_email_file, "invalid_email"),
+        "phone": (lambda t: phone_mod.library_phone(t, region), "invalid_phone"),
+    }
+    rows: list[tuple[str, str, str | None, str | None]] = []
+    for kind, (decide, reason) in deciders.items():
+        cols = [f"fb_{i}" for i, k in enumerate(kinds) if k == kind]
+        if not cols:
+            continue
+        union = " UNION ALL ".join(
+            f"SELECT {c} AS t FROM stage WHERE {c} IS NOT NULL" for c in cols
+        )
+        for (text,) in con.execute(f"SELECT DISTINCT t FROM ({union})").fetchall():
+            norm = decide(text)
+            rows.append((kind, text, norm, reason if norm is None else None))
+    decided = pa.table(
+        {
+            "kind": pa.array([r[0] for r in rows], pa.string()),
+            "text": pa.array([r[1] for r in rows], pa.string()),
+            "norm": pa.array([r[2] for r in rows], pa.string()),
+            "reason": pa.array([r[3] for r in rows], pa.string()),
+        }
+    )
+    con.register("fallback_decided", decided)
+    con.execute("CREATE OR REPLACE TEMP TABLE fallback AS SELECT * FROM fallback_decided")
+    con.unregister("fallback_decided")
+    select, joins = ["s.row_no", "s.line_reason"], []
+    for i, kind in enumerate(kinds):
+        if kind in deciders:
+            joins.append(
+                f"LEFT JOIN fallback f{i} ON f{i}.kind = '{kind}' AND f{i}.text = s.fb_{i}"
+            )
+            select += [
+                f"s.hex_{i}",
+                f"coalesce(s.norm_{i}, f{i}.norm) AS norm_{i}",
+                f"coalesce(s.reason_{i}, f{i}.reason) AS reason_{i}",
+            ]
+        else:
+            select += [f"s.hex_{i}", f"s.norm_{i}", f"s.reason_{i}"]
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE typed AS SELECT *, CASE
-          WHEN regexp_full_match(vl, '[0-9a-f]{{64}}') THEN 'sha256'
-          -- a long run of digits in a phone column is a number (international prefix), not a hash
-          WHEN kind = 'phone' AND regexp_full_match(vl, '[0-9]+') THEN 'raw'
-          WHEN regexp_full_match(vl, '[0-9a-f]{{32}}') THEN 'md5'
-          WHEN regexp_full_match(vl, '[0-9a-f]{{16,}}') THEN 'bad_hash'
-          ELSE 'raw' END AS form
-        FROM (SELECT fid, row_no, {case_kind} AS kind, v, lower(v) AS vl FROM fields)"""
+        f"CREATE OR REPLACE TEMP VIEW resolved AS SELECT {', '.join(select)} FROM stage s "
+        + " ".join(joins)
     )
-    mask = "CASE kind " + " ".join(f"WHEN '{k}' THEN {m}" for k, m in KIND_MASK.items()) + " END"
-    parts = [
-        f"""SELECT fid, row_no, {sql_hash_key("vl")} AS k, ({mask})::UTINYINT AS kmask,
-                   NULL AS reason FROM typed
-            WHERE form = 'sha256' OR (form = 'md5' AND kind IN ('idfa', 'gaid', 'maid'))""",
-        """SELECT fid, row_no, NULL, NULL, 'md5_not_supported_for_' || kind FROM typed
-            WHERE form = 'md5' AND kind IN ('email', 'phone')""",
-        """SELECT fid, row_no, NULL, NULL, 'invalid_hash_length' FROM typed
-            WHERE form = 'bad_hash'""",
-    ]
-    present = set(kinds)
-    if "email" in present:
-        con.execute(
-            "CREATE OR REPLACE TEMP VIEW raw_email AS "
-            "SELECT fid AS id, v AS raw FROM typed WHERE form = 'raw' AND kind = 'email'"
-        )
-        normalize_emails(con, "raw_email", "n_email")
-        parts.append(
-            f"""SELECT e.id, e.id // {FIELDS_PER_ROW},
-                CASE WHEN e.norm IS NOT NULL THEN {sql_hash_key("sha256(e.norm)")} END,
-                {IdKind.EMAIL.bit}::UTINYINT,
-                CASE WHEN e.norm IS NULL THEN 'invalid_email' END FROM n_email e"""
-        )
-    if "phone" in present:
-        reg = "NULL" if region is None else "'" + region.replace("'", "") + "'"
-        con.execute(
-            "CREATE OR REPLACE TEMP VIEW raw_phone AS SELECT fid AS id, v AS raw, "
-            f"{reg}::VARCHAR AS region FROM typed WHERE form = 'raw' AND kind = 'phone'"
-        )
-        normalize_phones(con, "raw_phone", "n_phone")
-        parts.append(
-            f"""SELECT p.id, p.id // {FIELDS_PER_ROW},
-                CASE WHEN p.e164 IS NOT NULL THEN {sql_hash_key("sha256(p.e164)")} END,
-                {IdKind.PHONE.bit}::UTINYINT,
-                CASE WHEN p.e164 IS NULL THEN 'invalid_phone' END FROM n_phone p"""
-        )
-    device_kinds = present & {"idfa", "gaid", "maid"}
-    if device_kinds:
-        con.execute(
-            "CREATE OR REPLACE TEMP VIEW raw_device AS SELECT fid AS id, v AS raw FROM typed "
-            "WHERE form = 'raw' AND kind IN ('idfa', 'gaid', 'maid')"
-        )
-        normalize_devices(con, "raw_device", "n_device")
-        parts.append(
-            f"""SELECT d.id, d.id // {FIELDS_PER_ROW},
-                CASE WHEN d.maid IS NOT NULL THEN {sql_hash_key("sha256(d.maid)")} END,
-                ({mask})::UTINYINT,
-                CASE WHEN d.maid IS NULL THEN 'invalid_device_id' END
-                FROM n_device d JOIN typed t ON t.fid = d.id"""
-        )
-    con.execute("CREATE OR REPLACE TEMP TABLE keyed AS " + " UNION ALL ".join(parts))
-    con.execute("DROP TABLE typed")
 
 
-def _write_keys(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+def _write_keys(con: duckdb.DuckDBPyConnection, kinds: list[str], out: Path) -> None:
     target = str(out).replace("'", "''")
+    parts = []
+    for i, kind in enumerate(kinds):
+        key = (
+            f"CASE WHEN hex_{i} IS NOT NULL THEN {sql_hash_key(f'hex_{i}')} "
+            f"ELSE {sql_hash_key(f'sha256(norm_{i})')} END"
+        )
+        parts.append(
+            f"SELECT row_no, {key} AS k, {KIND_MASK[kind]}::UTINYINT AS kmask FROM resolved "
+            f"WHERE hex_{i} IS NOT NULL OR norm_{i} IS NOT NULL"
+        )
+    # Parquet has no 128-bit integer: keep the key's two 64-bit halves (see store.graph). The
+    # keys are random, so compressing them costs time and saves nothing.
     con.execute(
-        # Parquet has no 128-bit integer: keep the key's two 64-bit halves (see store.graph).
         f"""COPY (SELECT row_no::UBIGINT AS row_no, (k >> 64)::UBIGINT AS k_hi,
                         (k & 18446744073709551615)::UBIGINT AS k_lo, kmask
-                 FROM keyed WHERE k IS NOT NULL)
-            TO '{target}' (FORMAT parquet, COMPRESSION zstd)"""
+                 FROM ({" UNION ALL ".join(parts)}))
+            TO '{target}' (FORMAT parquet, COMPRESSION uncompressed)"""
     )
 
 
 def _row_stats(
-    con: duckdb.DuckDBPyConnection, result: ParseResult, bad_lines: list[int], single: bool
+    con: duckdb.DuckDBPyConnection, result: ParseResult, kinds: list[str], bad_lines: list[int]
 ) -> None:
     """Valid rows and rejected rows by reason (a row is valid when any of its fields is)."""
-    if single:  # one field per row: its status is the row's
-        status = "SELECT row_no, reason FROM keyed"
-    else:
-        status = """SELECT row_no, CASE WHEN bool_or(k IS NOT NULL) THEN NULL
-                                   ELSE min(reason) END AS reason
-                    FROM keyed GROUP BY row_no"""
+    n = len(kinds)
+    oks = [f"(hex_{i} IS NOT NULL OR norm_{i} IS NOT NULL)" for i in range(n)]
+    reasons = ", ".join(f"reason_{i}" for i in range(n))
+    first_reason = f"least({reasons})" if n > 1 else reasons
     rows = con.execute(
-        f"""SELECT reason, count(*), list(row_no ORDER BY row_no)[1:5] FROM (
-              {status} UNION ALL SELECT row_no, reject FROM line_checks)
+        f"""SELECT reason, count(*), min(row_no, 5), sum(keys) FROM (
+              SELECT row_no, {" + ".join(f"{ok}::INTEGER" for ok in oks)} AS keys,
+                     CASE WHEN {" OR ".join(oks)} THEN NULL
+                          ELSE coalesce(line_reason, {first_reason}, 'no_identifier') END AS reason
+              FROM resolved)
             GROUP BY reason"""
     ).fetchall()
-    seen = 0
-    for reason, n, sample in rows:
-        seen += int(n)
+    for reason, count, sample, keys in rows:
+        result.keys += int(keys)
         if reason is None:
-            result.rows_valid = int(n)
+            result.rows_valid = int(count)
         else:
-            result.rejects[reason] = int(n)
+            result.rejects[reason] = int(count)
             result.reject_lines[reason] = [int(x) for x in sample]
-    lines = result.rows_total - len(bad_lines)
-    if seen < lines:  # lines whose every field is empty (",,")
-        empty = con.execute(
-            """SELECT count(*), list(row_no ORDER BY row_no)[1:5] FROM lines
-               WHERE row_no NOT IN (SELECT row_no FROM fields)
-                 AND row_no NOT IN (SELECT row_no FROM line_checks)"""
-        ).fetchone()
-        assert empty is not None
-        result.rejects["no_identifier"] = int(empty[0])
-        result.reject_lines["no_identifier"] = [int(x) for x in empty[1]]
     if bad_lines:
         result.rejects["invalid_utf8"] = len(bad_lines)
         result.reject_lines["invalid_utf8"] = bad_lines[:5]
     result.rows_rejected = sum(result.rejects.values())
-    keys = con.execute("SELECT count(*) FROM keyed WHERE k IS NOT NULL").fetchone()
-    result.keys = int(keys[0]) if keys else 0
-    con.execute("DROP TABLE line_checks")
 
 
 def _looks_binary(con: duckdb.DuckDBPyConnection, unreadable: int, rows_total: int) -> bool:

@@ -133,21 +133,22 @@ def sql_rules_cte() -> str:
     return f"SELECT * FROM (VALUES {rows}) AS t(region, cc, trunk, min_len, max_len, idd)"
 
 
-def sql_fast_phone(text_expr: str, rule: str = "r", cleaned: str | None = None) -> str:
-    """DuckDB expression equal to :func:`fast_phone`, given a join to the rules CTE as ``rule``.
+def sql_fast_phone(text_expr: str, rule: str = "r.", cleaned: str | None = None) -> str:
+    """DuckDB expression equal to :func:`fast_phone`, given the rule columns (``cc``, ``trunk``,
+    ``min_len``, ``max_len``, ``idd`` of :func:`sql_rules_cte`) named with the prefix ``rule``.
 
     ``text_expr`` must already be trimmed. NULL means "not decided here". ``cleaned`` names a
     column already holding :func:`sql_cleaned` of it, so the regex runs once per row, not ten.
     """
     c = cleaned or sql_cleaned(text_expr)
     nsn_ok = (
-        "({n} IS NOT NULL AND length({n}) BETWEEN {r}.min_len AND {r}.max_len"
+        "({n} IS NOT NULL AND length({n}) BETWEEN {r}min_len AND {r}max_len"
         " AND NOT starts_with({n}, '0'))"
     )
-    has_trunk = f"({rule}.trunk <> '' AND starts_with({c}, {rule}.trunk))"
-    after_trunk = f"substr({c}, length({rule}.trunk) + 1)"
-    after_cc = f"substr({c}, length({rule}.cc) + 1)"
-    dialled = f"('+' || substr({c}, length({rule}.idd) + 1))"
+    has_trunk = f"({rule}trunk <> '' AND starts_with({c}, {rule}trunk))"
+    after_trunk = f"substr({c}, length({rule}trunk) + 1)"
+    after_cc = f"substr({c}, length({rule}cc) + 1)"
+    dialled = f"('+' || substr({c}, length({rule}idd) + 1))"
     return f"""CASE
       WHEN contains({text_expr}, '(0)') THEN NULL
       WHEN regexp_full_match({c}, '\\+[1-9][0-9]{{6,14}}')
@@ -155,17 +156,17 @@ def sql_fast_phone(text_expr: str, rule: str = "r", cleaned: str | None = None) 
       WHEN regexp_full_match({c}, '00[1-9][0-9]{{6,14}}')
            THEN CASE WHEN regexp_matches('+' || substr({c}, 3), '{SQL_INTL_TRUNK}') THEN NULL
                 ELSE '+' || substr({c}, 3) END
-      WHEN {rule}.cc IS NULL OR NOT regexp_full_match({c}, '[0-9]{{6,17}}') THEN NULL
-      WHEN {rule}.idd <> '00' AND starts_with({c}, {rule}.idd)
+      WHEN {rule}cc IS NULL OR NOT regexp_full_match({c}, '[0-9]{{6,17}}') THEN NULL
+      WHEN {rule}idd <> '00' AND starts_with({c}, {rule}idd)
            THEN CASE WHEN regexp_full_match({dialled}, '\\+[1-9][0-9]{{6,14}}')
                       AND NOT regexp_matches({dialled}, '{SQL_INTL_TRUNK}')
                      THEN {dialled} END
-      WHEN {rule}.trunk <> '' AND starts_with({c}, {rule}.trunk)
-           AND {nsn_ok.format(n=after_trunk, r=rule)} THEN '+' || {rule}.cc || {after_trunk}
-      WHEN length({c}) BETWEEN {rule}.min_len AND {rule}.max_len AND NOT starts_with({c}, '0')
+      WHEN {rule}trunk <> '' AND starts_with({c}, {rule}trunk)
+           AND {nsn_ok.format(n=after_trunk, r=rule)} THEN '+' || {rule}cc || {after_trunk}
+      WHEN length({c}) BETWEEN {rule}min_len AND {rule}max_len AND NOT starts_with({c}, '0')
            AND NOT {has_trunk}
-           THEN CASE WHEN starts_with({c}, {rule}.cc) THEN NULL ELSE '+' || {rule}.cc || {c} END
-      WHEN starts_with({c}, {rule}.cc) AND {nsn_ok.format(n=after_cc, r=rule)} THEN '+' || {c}
+           THEN CASE WHEN starts_with({c}, {rule}cc) THEN NULL ELSE '+' || {rule}cc || {c} END
+      WHEN starts_with({c}, {rule}cc) AND {nsn_ok.format(n=after_cc, r=rule)} THEN '+' || {c}
       ELSE NULL END"""
 
 

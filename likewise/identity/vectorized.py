@@ -82,7 +82,7 @@ def normalize_phones(con: duckdb.DuckDBPyConnection, src: str, out: str) -> None
               FROM (SELECT s.id, {text} AS text, s.region FROM {src} s
                     WHERE s.raw IS NOT NULL) WHERE text <> '')
         SELECT t.id, t.text, t.region,
-               {phone_mod.sql_fast_phone("t.text", "r", cleaned="t.c")} AS fast
+               {phone_mod.sql_fast_phone("t.text", "r.", cleaned="t.c")} AS fast
         FROM t LEFT JOIN {out}_reg g ON g.region = t.region
         LEFT JOIN r ON r.region = g.up"""
     )
