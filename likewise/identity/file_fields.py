@@ -50,10 +50,7 @@ def column_layers(kind: str, pos: int, raw: str) -> list[Layer]:
                 f"coalesce({raw_ok} AND NOT regexp_matches({v}, '[^\\x00-\\x7F]') "
                 f"AND {email_mod.sql_fast_valid(basic)}, false) AS {ok}"
             ],
-            [
-                f"CASE WHEN {ok} THEN "
-                f"{email_mod.sql_strip_dots(email_mod.sql_strip_plus(basic))} END AS {full}"
-            ],
+            [f"CASE WHEN {ok} THEN {email_mod.sql_file_form(basic)} END AS {full}"],
             [
                 hex_,
                 f"CASE WHEN NOT starts_with({full}, '@') THEN {full} END AS norm{s}",

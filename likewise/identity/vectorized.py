@@ -41,12 +41,11 @@ def normalize_emails(con: duckdb.DuckDBPyConnection, src: str, out: str) -> None
         }
     )
     con.register(f"{out}_fbv", fb)
-    plus = email_mod.sql_strip_plus("r.basic")
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
         SELECT r.id,
                CASE WHEN r.ok THEN r.basic ELSE f.basic END AS basic,
-               CASE WHEN r.ok THEN {email_mod.sql_strip_dots(plus)} ELSE f.norm END AS norm
+               CASE WHEN r.ok THEN {email_mod.sql_file_form("r.basic")} ELSE f.norm END AS norm
         FROM {out}_raw r LEFT JOIN {out}_fbv f ON NOT r.ok AND f.value = r.text"""
     )
     con.unregister(f"{out}_fbv")

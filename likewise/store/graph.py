@@ -137,20 +137,21 @@ class PlatformGraph:
         """Users matched by the keys in these parquet files ``(row_no, k, kmask)``."""
         if not key_files:
             return MatchResult(BitMap(), {})
-        files = ", ".join(f"'{p}'" for p in key_files)
+        members = BitMap()
+        rows: dict[str, int] = {}
         with self.connect() as con:
-            con.execute(
-                f"""CREATE TEMP TABLE m AS
-                SELECT f.row_no, f.filename AS fileno, i.uid
-                FROM read_parquet([{files}], filename = true) f
-                JOIN ident i ON i.k = {KEY_FROM_HALVES.format(t="f")}
-                 AND (f.kmask >> i.kind) & 1 = 1"""
-            )
-            uids = con.execute("SELECT DISTINCT uid FROM m").fetchnumpy()["uid"]
-            rows = con.execute(
-                "SELECT fileno, count(DISTINCT row_no) FROM m GROUP BY fileno"
-            ).fetchall()
-        return MatchResult(BitMap(uids), {str(f): int(n) for f, n in rows})
+            for path in key_files:
+                # One pass per file, straight to arrays: the distinct users and matched rows are
+                # counted by roaring bitmaps, much faster than DISTINCT over a temporary table.
+                found = con.execute(
+                    f"""SELECT i.uid, f.row_no::UINTEGER AS row_no
+                    FROM read_parquet('{str(path).replace("'", "''")}') f
+                    JOIN ident i ON i.k = {KEY_FROM_HALVES.format(t="f")}
+                     AND (f.kmask >> i.kind) & 1 = 1"""
+                ).fetchnumpy()
+                members |= BitMap(found["uid"])
+                rows[str(path)] = len(BitMap(found["row_no"]))
+        return MatchResult(members, rows)
 
     def resolve(self, keys: pa.Table) -> BitMap:
         """Users matched by an in-memory table of ``(k, kmask)`` keys."""
