@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +17,13 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+
+def work_dir() -> Path:
+    """A scratch directory for one run, removed when the process exits (gigabytes at 10M)."""
+    work = Path(tempfile.mkdtemp(prefix="likewise-bench-"))
+    atexit.register(shutil.rmtree, work, True)
+    return work
 
 
 def free_port() -> int:

@@ -20,7 +20,6 @@ import hashlib
 import json
 import multiprocessing
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PeakRSS, server
+from bench.common import PeakRSS, server, work_dir
 from likewise.sim import generate_customer_file, generate_platform
 
 EMAIL_RE = r"\+[^@]*@"
@@ -147,7 +146,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="likewise-bench-"))
+    work = work_dir()
     t0 = time.perf_counter()
     sim = generate_platform(args.users, seed=args.seed)
     users_file = work / "users.parquet"

@@ -15,7 +15,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import work_dir
 from likewise.sim import generate_users
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=10_000_000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="likewise-bench-"))
+    work = work_dir()
     t0 = time.perf_counter()
     users = generate_users(args.users, seed=args.seed)
     path = work / "users.parquet"
