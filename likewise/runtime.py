@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from likewise.engine.audiences import Audiences
 from likewise.engine.jobs import JobRunner
 from likewise.engine.segments import Segments
+from likewise.engine.sources import EventSources
 from likewise.engine.uploads import Uploads
+from likewise.ingest.intake import EventIntake
 from likewise.settings import Settings
 from likewise.store.bitmaps import BitmapStore
 from likewise.store.db import Database, migrate
@@ -57,11 +59,17 @@ class Runtime:
             clock=clock,
         )
         self.segments = Segments(self.audiences)
+        self.sources = EventSources(self.db, clock)
+        self.events = EventIntake(settings, clock=lambda: clock().replace(tzinfo=UTC).timestamp())
+        # Sources show ACTIVE once their events are stored (one write per batch, not request).
+        self.events.processor.on_stored = lambda ids: self.sources.record_activity(ids, clock())
 
     def start(self) -> None:
         """Start background work (jobs left over from a previous run resume)."""
         self.jobs.start()
+        self.events.start()
 
     def close(self) -> None:
         self.jobs.stop()
+        self.events.close()
         self.db.engine.dispose()

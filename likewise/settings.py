@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     max_audiences_per_advertiser: int = Field(
         default=400, description="Custom audiences one advertiser may hold at once."
     )
+    event_retention_days: int = Field(
+        default=180,
+        description="Events older than this are refused on intake and purged from the store "
+        "(the longest rule lookback).",
+    )
+    max_event_body_bytes: int = Field(
+        default=8 * 1024 * 1024, description="Largest Events API request body, in bytes."
+    )
     job_workers: int = Field(default=2, description="Threads running audience jobs.")
     duckdb_threads: int = Field(default=2, description="Threads DuckDB may use for matching.")
     duckdb_memory_limit: str = Field(default="3GB", description="DuckDB memory limit.")

@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from likewise import __version__
 from likewise.api import errors
 from likewise.api.envelope import EnvelopeResponse, ok
-from likewise.api.routes import account, admin, custom_audience, segment
+from likewise.api.routes import (
+    account,
+    admin,
+    admin_sources,
+    custom_audience,
+    events,
+    events_sources,
+    pixel,
+    segment,
+)
 from likewise.runtime import Runtime
 from likewise.settings import Settings
 
@@ -41,7 +50,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is not None:
         app.state.runtime = runtime
     errors.install(app)
-    for router in (custom_audience.router, segment.router, account.router, admin.router):
+    for router in (
+        custom_audience.router,
+        segment.router,
+        account.router,
+        admin.router,
+        admin_sources.router,
+        events_sources.router,
+        events.router,
+        pixel.router,
+    ):
         app.include_router(router)
 
     @app.get("/health", tags=["admin"])

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -152,3 +162,30 @@ class AudienceShare(Base):
     audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), primary_key=True)
     advertiser_id: Mapped[int] = mapped_column(ForeignKey("advertisers.id"), primary_key=True)
     shared_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class EventSource(Base):
+    """Where an advertiser's events come from: a pixel, an app, an offline or CRM event set, a
+    lead form, or its own platform account. Only the owner may send to or read a source."""
+
+    __tablename__ = "event_sources"
+    # What senders name a source by is unique within a kind (a pixel code names one pixel), and
+    # it is the lookup of every Events API request: the constraint is also that index.
+    __table_args__ = (UniqueConstraint("kind", "code", name="uq_event_sources_kind_code"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    advertiser_id: Mapped[int] = mapped_column(ForeignKey("advertisers.id"), index=True)
+    kind: Mapped[str] = mapped_column(
+        String(16)
+    )  # PIXEL | APP | OFFLINE | CRM | LEAD_FORM | ACCOUNT
+    # What senders name the source by: the pixel code of a pixel, the app id of an app, the
+    # decimal id of an event set.
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(256))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    modified_at: Mapped[datetime] = mapped_column(DateTime)
+    # When the source last received an event (coarse: see EventSources.record_activity); it is
+    # what pixel/list reports as activity_status.
+    last_event_at: Mapped[datetime | None] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)

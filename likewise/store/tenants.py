@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,9 +34,16 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+# How long a hot path (the Events API) may reuse a token check; a revocation takes effect
+# within this time there, and at once everywhere else.
+TOKEN_CACHE_SECONDS = 5.0
+
+
 class Tenants:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._cache_lock = threading.Lock()
 
     def create_advertiser(
         self,
@@ -105,6 +114,22 @@ class Tenants:
                 advertiser_ids=frozenset(ids),
                 created_at=row.created_at,
             )
+
+    def authenticate_cached(self, token: str | None) -> Principal:
+        """:meth:`authenticate`, reusing a successful check for a few seconds: the Events API
+        takes thousands of requests a second and must not query the database for each."""
+        key = (token or "").strip()
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        principal = self.authenticate(token)
+        with self._cache_lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = (now + TOKEN_CACHE_SECONDS, principal)
+        return principal
 
     def advertisers(self, ids: list[int]) -> list[Advertiser]:
         with self.db.session() as s:

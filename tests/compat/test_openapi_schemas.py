@@ -1,13 +1,15 @@
 """Likewise against TikTok's own OpenAPI files, operation by operation.
 
-Data-driven from ``dmp_custom_audience_{file_upload,create,update,list,get,delete}.yml``: a valid
+Data-driven from ``dmp_custom_audience_{file_upload,create,update,list,get,delete}.yml``,
+``pixel_{create,list,update}.yml`` and ``offline_{create,get,update,delete}.yml``: a valid
 request is built from each operation's schema (with real ids: an advertiser, an uploaded
-file_path, audiences) and must succeed; the same request without each ``required`` field, or with
-a wrong value in each enum field, must fail with 40002 and a message naming the field; each
-documented enum value and length/range limit is exercised; list/get take their id arrays in every
-form clients send; every response is exactly ``{code, message, request_id, data}``; every path
-works with and without its trailing slash. ``Access-Token`` is declared as a query parameter in
-the files but sent as a header, as every real client does.
+file_path, audiences, a pixel, an offline event set) and must succeed; the same request without
+each ``required`` field, or with a wrong value in each enum field, must fail with 40002 and a
+message naming the field; each documented enum value and length/range limit is exercised;
+list/get take their id arrays in every form clients send; every response is exactly ``{code,
+message, request_id, data}``; every path works with and without its trailing slash.
+``Access-Token`` is declared as a query parameter in the files but sent as a header, as every
+real client does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +30,23 @@ from likewise.ingest.users import import_users
 from tests.compat import openapi
 from tests.conftest import Server, start_server
 
-NAMES = ["file_upload", "create", "update", "list", "get", "delete"]
-OPS: dict[str, openapi.Operation] = {n: openapi.load(f"dmp_custom_audience_{n}") for n in NAMES}
+DMP_NAMES = ["file_upload", "create", "update", "list", "get", "delete"]
+# Event sources: named by their file's stem.
+SOURCE_NAMES = [
+    "pixel_create",
+    "pixel_list",
+    "pixel_update",
+    "offline_create",
+    "offline_get",
+    "offline_update",
+    "offline_delete",
+]
+NAMES = DMP_NAMES + SOURCE_NAMES
+OPS: dict[str, openapi.Operation] = {
+    **{n: openapi.load(f"dmp_custom_audience_{n}") for n in DMP_NAMES},
+    **{n: openapi.load(n) for n in SOURCE_NAMES},
+}
+PIXEL_CODE = re.compile(r"C[A-Z0-9]{19}")
 ENVELOPE = {"code", "message", "request_id", "data"}
 WRONG_ENUM_VALUES = ["NOT_A_VALUE", ""]
 
@@ -82,6 +100,9 @@ class Ctx:
     noise_path: str  # an EMAIL_SHA256 file that matches nobody
     audience_id: str
     other_audience_id: str
+    pixel_id: str = ""
+    pixel_code: str = ""
+    event_set_id: str = ""
 
     def send(
         self,
@@ -150,6 +171,12 @@ class Ctx:
         assert body["code"] == 0, body
         return str(body["data"]["custom_audience_id"])
 
+    def new_event_set(self) -> str:
+        values = {"advertiser_id": self.adv, "name": "Schema event set", "description": "stores"}
+        body = self.send(OPS["offline_create"], values)
+        assert body["code"] == 0, body
+        return str(body["data"]["event_set_id"])
+
 
 def query(op: openapi.Operation, values: dict[str, Any]) -> list[tuple[str, str]]:
     """Query parameters: JSON text for ``content: application/json`` parameters."""
@@ -206,6 +233,10 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
         c.noise_path = c.upload(content_for("EMAIL_SHA256"), "EMAIL_SHA256", "noise.csv")
         c.audience_id = c.new_audience()
         c.other_audience_id = c.new_audience()
+        pixel = c.send(OPS["pixel_create"], {"advertiser_id": adv, "pixel_name": "Schema pixel"})
+        assert pixel["code"] == 0, pixel
+        c.pixel_id, c.pixel_code = pixel["data"]["pixel_id"], pixel["data"]["pixel_code"]
+        c.event_set_id = c.new_event_set()
         server.wait_jobs()
         yield c
 
@@ -220,6 +251,8 @@ def from_schema(schema: dict[str, Any]) -> Any:
     if keys:
         return default if default in keys else keys[0]
     kind = schema.get("type", "string")
+    if kind == "object":
+        return {k: from_schema(v) for k, v in (schema.get("properties") or {}).items()}
     if kind == "boolean":
         return str(default).lower() == "true" if default is not None else False
     if kind == "integer":
@@ -235,6 +268,23 @@ def real_value(c: Ctx, name: str, f: openapi.Field) -> Any:
     """The value of ``f`` in a valid request of operation ``name``."""
     if name == "delete" and f.name == "custom_audience_ids":
         return [c.new_audience()]  # a valid delete really deletes: never the shared audiences
+    if name == "offline_delete" and f.name == "event_set_id":
+        return c.new_event_set()
+    per_operation: dict[str, dict[str, Any]] = {
+        "pixel_create": {"pixel_name": "Schema pixel", "partner_name": "Likewise tests"},
+        "pixel_list": {
+            "pixel_id": c.pixel_id,
+            "code": c.pixel_code,
+            "name": "schema pix",  # a case-insensitive part of the name
+            "filtering": {"available_for_catalog_only": False},
+        },
+        "pixel_update": {"pixel_id": c.pixel_id, "pixel_name": "Schema pixel"},
+        "offline_create": {"name": "Schema event set", "description": "stores"},
+        "offline_get": {"event_set_ids": [c.event_set_id], "name": "schema event"},
+        "offline_update": {"event_set_id": c.event_set_id, "name": "Schema event set"},
+    }
+    if f.name in per_operation.get(name, {}):
+        return per_operation[name][f.name]
     known: dict[str, Any] = {
         "advertiser_id": c.adv,
         "file": ("customers.csv", c.content),
@@ -282,6 +332,59 @@ def check_success_data(name: str, values: dict[str, Any], data: dict[str, Any]) 
         ]
         for x in data["list"]:
             assert set(x) == {"audience_details", "audience_history"}, x
+    elif name.startswith(("pixel_", "offline_")):
+        check_source_data(name, values, data)
+
+
+PIXEL_CREATED = {
+    "pixel_id",
+    "pixel_code",
+    "pixel_name",
+    "pixel_category",
+    "partner_name",
+    "advanced_matching_fields",
+}
+EVENT_SET = {
+    "event_set_id",
+    "advertiser_id",
+    "name",
+    "description",
+    "auto_tracking",
+    "create_time",
+    "update_time",
+}
+
+
+def check_source_data(name: str, values: dict[str, Any], data: dict[str, Any]) -> None:
+    if name == "pixel_create":
+        assert set(data) == PIXEL_CREATED, data
+        assert PIXEL_CODE.fullmatch(data["pixel_code"]), data
+        assert data["pixel_id"].isdigit() and data["pixel_name"] == values["pixel_name"], data
+        assert data["pixel_category"] == values.get("pixel_category"), data
+    elif name == "pixel_list":
+        assert set(data) == {"pixels", "page_info"}, data
+        assert set(data["page_info"]) == {"page", "page_size", "total_number", "total_page"}
+        for p in data["pixels"]:
+            assert set(p) >= PIXEL_CREATED and PIXEL_CODE.fullmatch(p["pixel_code"]), p
+        if "pixel_id" in values:
+            assert [p["pixel_id"] for p in data["pixels"]] == [values["pixel_id"]], data
+    elif name in ("pixel_update", "offline_delete"):
+        assert data == {}, data
+    elif name == "offline_create":
+        assert set(data) == {"event_set_id"} and data["event_set_id"].isdigit(), data
+    elif name == "offline_get":
+        assert set(data) == {"event_set_list"}, data
+        for s in data["event_set_list"]:
+            assert set(s) == EVENT_SET, s
+        if "event_set_ids" in values:
+            listed = [s["event_set_id"] for s in data["event_set_list"]]
+            assert listed == values["event_set_ids"], data
+    elif name == "offline_update":
+        assert set(data) == EVENT_SET and data["event_set_id"] == values["event_set_id"], data
+        if "name" in values:
+            assert data["name"] == values["name"], data
+    else:
+        raise AssertionError(f"no check for {name}")
 
 
 # --------------------------------------------------------------------------- the files themselves
@@ -302,6 +405,14 @@ def test_files_describe_what_the_tests_assume() -> None:
     assert set(OPS["update"].enums["action"]) == {"APPEND", "REMOVE", "REPLACE"}
     assert "MAID_SHA256" in OPS["file_upload"].enums["calculate_type"]
     assert "MAID_SHA256" not in OPS["create"].enums["calculate_type"]
+    assert set(OPS["pixel_create"].required) == {"advertiser_id", "pixel_name"}
+    assert set(OPS["pixel_update"].required) == {"advertiser_id", "pixel_id", "pixel_name"}
+    assert OPS["pixel_list"].method == OPS["offline_get"].method == "GET"
+    assert OPS["pixel_list"].field("filtering").json_text
+    assert OPS["offline_get"].field("event_set_ids").json_text
+    assert OPS["offline_get"].required == []
+    assert set(OPS["offline_create"].required) == {"advertiser_id", "name", "description"}
+    assert set(OPS["offline_delete"].required) == {"advertiser_id", "event_set_id"}
     for op in OPS.values():
         assert op.header_required == ("Access-Token",)
         assert op.path.endswith("/")
@@ -366,6 +477,8 @@ def test_enum_fields_found() -> None:
         ("create", "audience_sub_type"),
         ("create", "calculate_type"),
         ("update", "action"),
+        ("pixel_create", "pixel_category"),
+        ("pixel_list", "order_by"),
     ]
 
 
@@ -490,6 +603,8 @@ def test_limits_found() -> None:
         ("get", "custom_audience_ids"),
         ("get", "history_size"),
         ("delete", "custom_audience_ids"),
+        ("pixel_list", "page"),
+        ("pixel_list", "page_size"),
     }
 
 
@@ -556,7 +671,7 @@ def test_array_query_forms(ctx: Ctx, name: str, form: str) -> None:
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded"])
-@pytest.mark.parametrize("name", ["list", "get"])
+@pytest.mark.parametrize("name", ["list", "get", "pixel_list", "offline_get"])
 def test_get_ignores_content_type(ctx: Ctx, name: str, content_type: str) -> None:
     values = build(ctx, name)
     body = ctx.send(OPS[name], values, headers={"Content-Type": content_type})

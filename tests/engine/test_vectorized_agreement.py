@@ -195,9 +195,11 @@ def reference_key(value: str, kind: str, region: str | None) -> int | None:
     vl = v.lower()
     if re.fullmatch(r"[0-9a-f]{64}", vl):
         return hash_key(vl)
-    if re.fullmatch(r"[0-9a-f]{32}", vl):
+    if kind == "phone" and re.fullmatch(r"[0-9]+", vl):
+        pass  # a long run of digits in a phone column is a number, not a hash
+    elif re.fullmatch(r"[0-9a-f]{32}", vl):
         return hash_key(vl) if kind in ("idfa", "gaid", "maid") else None
-    if re.fullmatch(r"[0-9a-f]{16,}", vl):
+    elif re.fullmatch(r"[0-9a-f]{16,}", vl):
         return None
     if kind == "email":
         norm = normalize_email_file(v)

@@ -1,0 +1,195 @@
+"""Benchmark: Events API intake over loopback HTTP, durable (acknowledged = fsync'd).
+
+Two loads against ``likewise serve`` and, in the same run, against a bare endpoint in the same
+framework and server that only parses the JSON body and answers (``bench/bare_app.py``):
+
+* batched: several concurrent senders, 1,000 events per ``event/track/`` request;
+* single: several concurrent senders, one event per request; rate and p50/p99 latency.
+
+Senders are separate processes with keep-alive connections and pre-encoded bodies, so the
+client costs as little as possible on the 2-core machine (it shares the cores with the server).
+
+    python bench/events.py --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import PeakRSS, free_port, server, work_dir
+
+BODIES_PER_SENDER = 50
+
+
+def make_bodies(pixel: str, sender: int, per_request: int) -> list[bytes]:
+    """Distinct, realistic events (hashed e-mail, page, properties); ids unique per sender."""
+    now = int(time.time())
+    bodies = []
+    for b in range(BODIES_PER_SENDER):
+        data = [
+            {
+                "event": "ViewContent" if i % 3 else "AddToCart",
+                "event_time": now,
+                "event_id": f"s{sender}-b{b}-e{i}",
+                "user": {
+                    "email": f"{(sender * 7919 + b * 131 + i) % 10**12:064x}",
+                    "ttp": f"ttp-{sender}-{b}-{i}",
+                },
+                "page": {"url": f"https://shop.example/p/{i % 500}?utm_source=tiktok"},
+                "properties": {
+                    "contents": [{"content_id": f"sku-{i % 500}", "price": 19.9, "quantity": 1}],
+                    "value": 19.9,
+                    "currency": "USD",
+                },
+            }
+            for i in range(per_request)
+        ]
+        body = {"event_source": "web", "event_source_id": pixel, "data": data}
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+def sender(args: tuple[str, str, str, int, int, float, float]) -> tuple[int, int, list[float]]:
+    """Post until ``stop_at``; returns (requests acknowledged, failures, latencies in ms)."""
+    url, token, pixel, sender_no, per_request, start_at, stop_at = args
+    bodies = make_bodies(pixel, sender_no, per_request)
+    target = urlparse(url)
+    conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+    headers = {"Access-Token": token, "Content-Type": "application/json"}
+    ok = failed = 0
+    latencies: list[float] = []
+    while time.time() < start_at:
+        time.sleep(0.001)
+    i = 0
+    while time.time() < stop_at:
+        body = bodies[i % len(bodies)]
+        i += 1
+        t0 = time.perf_counter()
+        conn.request("POST", "/open_api/v1.3/event/track/", body=body, headers=headers)
+        response = conn.getresponse()
+        answer = response.read()
+        latencies.append((time.perf_counter() - t0) * 1000)
+        if response.status == 200 and answer.startswith(b'{"code":0'):
+            ok += 1
+        else:
+            failed += 1
+    conn.close()
+    return ok, failed, latencies
+
+
+def load(url: str, token: str, pixel: str, senders: int, per_request: int, seconds: float):
+    start_at = time.time() + 1.0  # every sender built its bodies and connected
+    stop_at = start_at + seconds
+    jobs = [(url, token, pixel, s, per_request, start_at, stop_at) for s in range(senders)]
+    with multiprocessing.get_context("fork").Pool(senders) as pool:
+        results = pool.map(sender, jobs)
+    ok = sum(r[0] for r in results)
+    failed = sum(r[1] for r in results)
+    latencies = sorted(x for r in results for x in r[2])
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
+
+    return {
+        "requests": ok,
+        "failed": failed,
+        "events_per_second": round(ok * per_request / seconds),
+        "requests_per_second": round(ok / seconds),
+        "p50_ms": pct(0.50) if latencies else None,
+        "p99_ms": pct(0.99) if latencies else None,
+    }
+
+
+def bare_server() -> tuple[str, subprocess.Popen[bytes]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.post(url + "/open_api/v1.3/event/track/", content=b"{}", timeout=1)
+            return url, proc
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("bare server did not start") from None
+            time.sleep(0.1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--batch-senders", type=int, default=4)
+    ap.add_argument("--single-senders", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=1000)
+    args = ap.parse_args()
+    results: dict[str, object] = {"seconds": args.seconds, "batch": args.batch}
+
+    url, bare = bare_server()
+    try:
+        results["bare_batched"] = load(url, "-", "-", args.batch_senders, args.batch, args.seconds)
+        results["bare_single"] = load(url, "-", "-", args.single_senders, 1, args.seconds)
+    finally:
+        bare.terminate()
+        bare.wait(30)
+
+    data = work_dir() / "data"
+    with server(data) as (url, proc), PeakRSS(proc.pid) as mem:
+        admin = {"X-Admin-Token": "bench"}
+        adv = httpx.post(
+            url + "/admin/v1/advertisers", headers=admin, json={"name": "bench"}
+        ).json()["data"]
+        pixel = httpx.post(
+            url + f"/admin/v1/advertisers/{adv['advertiser_id']}/event-sources",
+            headers=admin,
+            json={"kind": "PIXEL", "name": "bench pixel"},
+        ).json()["data"]
+        code, token = pixel["code"], adv["access_token"]
+        results["likewise_batched"] = load(
+            url, token, code, args.batch_senders, args.batch, args.seconds
+        )
+        results["likewise_single"] = load(url, token, code, args.single_senders, 1, args.seconds)
+        results["likewise_peak_rss_mib"] = round(mem.peak / 2**20)
+    log_bytes = sum(p.stat().st_size for p in (data / "events").rglob("*") if p.is_file())
+    results["event_files_mib"] = round(log_bytes / 2**20, 1)
+
+    lb, bb = results["likewise_batched"], results["bare_batched"]
+    ls, bs = results["likewise_single"], results["bare_single"]
+    assert isinstance(lb, dict) and isinstance(bb, dict)
+    assert isinstance(ls, dict) and isinstance(bs, dict)
+    results["batched_ratio_to_bare"] = round(lb["events_per_second"] / bb["events_per_second"], 3)
+    results["single_ratio_to_bare"] = round(ls["events_per_second"] / bs["events_per_second"], 3)
+    results["cores"] = os.cpu_count()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Events API: 2.0 ``event/track/``; 1.0 ``pixel/track|batch/`` and ``offline/track|batch/``;
+and ``pixel/event/stats/``.
+
+Handlers are ``async``: each request decodes and checks its body, then waits (without holding a
+thread) until the log writer has its events on disk, so concurrent senders share one fsync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+
+from likewise.api.deps import PrincipalDep, RuntimeDep, require_advertiser
+from likewise.api.envelope import EnvelopeResponse, ok
+from likewise.api.routes import tiktok_route
+from likewise.api.wire.base import parse, query_dict
+from likewise.api.wire.events import PixelEventStatsRequest
+from likewise.errors import InvalidParameter, NotFound
+from likewise.ingest import events as intake
+from likewise.ingest import schema
+from likewise.ingest.records import EventRecord
+from likewise.runtime import Runtime
+from likewise.store.tenants import Principal
+
+router = APIRouter(prefix="/open_api/v1.3", tags=["events"])
+Body = TypeVar("Body")
+
+
+async def _body(request: Request, runtime: Runtime) -> bytes:
+    """The raw body, refused as soon as it passes the size limit (never read whole)."""
+    limit = runtime.settings.max_event_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise InvalidParameter(f"the request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidParameter(f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise InvalidParameter("the request body is empty; send a JSON object")
+    return raw
+
+
+def _principal(request: Request, runtime: Runtime) -> Principal:
+    return runtime.tenants.authenticate_cached(request.headers.get("Access-Token"))
+
+
+def _source(runtime: Runtime, principal: Principal, kind: str, code: str) -> intake.Source:
+    """The sending advertiser's source (``resolve`` caches: this runs on every request)."""
+    field = "pixel_code" if kind == "web" else "event_source_id"
+    if not code.strip():
+        raise InvalidParameter(f"{field} is required", field=field)
+    try:
+        row = runtime.sources.resolve(set(principal.advertiser_ids), kind, code.strip())
+    except NotFound as exc:
+        raise NotFound(exc.message, field=field) from None
+    return intake.Source(id=row.id, advertiser_id=row.advertiser_id, channel=kind)
+
+
+async def _accept(
+    request: Request,
+    runtime: Runtime,
+    model: type[Body],
+    kind: Callable[[Body], str],
+    code: Callable[[Body], str],
+    build: Callable[[Body, intake.Source, intake.Window], list[EventRecord]],
+) -> EnvelopeResponse:
+    """Decode, check the source, build every record, then wait until they are durable."""
+    principal = _principal(request, runtime)
+    body = schema.decode(model, await _body(request, runtime))
+    source = _source(runtime, principal, kind(body), code(body))
+    await runtime.events.accept(build(body, source, runtime.events.window()))
+    return ok({})
+
+
+@tiktok_route(router, "/event/track/", "POST")
+async def event_track(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
+    return await _accept(
+        request,
+        runtime,
+        schema.TrackBody,
+        lambda b: b.event_source,
+        lambda b: b.event_source_id,
+        intake.track_records,
+    )
+
+
+@tiktok_route(router, "/pixel/track/", "POST")
+async def pixel_track(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
+    return await _accept(
+        request,
+        runtime,
+        schema.PixelTrackBody,
+        lambda _: "web",
+        lambda b: b.pixel_code,
+        lambda b, s, w: intake.pixel_records([b], s, w, test=bool(b.test_event_code), prefix=""),
+    )
+
+
+@tiktok_route(router, "/pixel/batch/", "POST")
+async def pixel_batch(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
+    return await _accept(
+        request,
+        runtime,
+        schema.PixelBatchBody,
+        lambda _: "web",
+        lambda b: b.pixel_code,
+        lambda b, s, w: intake.pixel_records(
+            b.batch, s, w, test=bool(b.test_event_code), prefix="batch"
+        ),
+    )
+
+
+@tiktok_route(router, "/offline/track/", "POST")
+async def offline_track(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
+    return await _accept(
+        request,
+        runtime,
+        schema.OfflineTrackBody,
+        lambda _: "offline",
+        lambda b: b.event_set_id,
+        lambda b, s, w: intake.offline_records([b], s, w, test=bool(b.test_event_code), prefix=""),
+    )
+
+
+@tiktok_route(router, "/offline/batch/", "POST")
+async def offline_batch(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
+    return await _accept(
+        request,
+        runtime,
+        schema.OfflineBatchBody,
+        lambda _: "offline",
+        lambda b: b.event_set_id,
+        lambda b, s, w: intake.offline_records(
+            b.batch, s, w, test=bool(b.test_event_code), prefix="batch"
+        ),
+    )
+
+
+@tiktok_route(router, "/pixel/event/stats/", "GET")
+def pixel_event_stats(
+    request: Request, runtime: RuntimeDep, principal: PrincipalDep
+) -> EnvelopeResponse:
+    """Per pixel, day and event: events received, test events, duplicates dropped, copies
+    merged, and events stored but not usable for audiences (limited data use / ATT denied)."""
+    req = parse(
+        PixelEventStatsRequest, query_dict(request.query_params.multi_items(), {"pixel_ids"})
+    )
+    advertiser_id = require_advertiser(principal, req.advertiser_id)
+    try:
+        start = date.fromisoformat(req.date_range.start_date)
+        end = date.fromisoformat(req.date_range.end_date)
+    except ValueError:
+        raise InvalidParameter("date_range dates must be YYYY-MM-DD", field="date_range") from None
+    if end < start:
+        raise InvalidParameter("date_range end_date is before start_date", field="date_range")
+    ids: list[int] = []
+    for raw in req.pixel_ids:
+        source = runtime.sources.get_by_id(int(raw))
+        if source is None or source.deleted or source.advertiser_id != advertiser_id:
+            raise NotFound(f"pixel {raw} does not exist", field="pixel_ids")
+        ids.append(source.id)
+    by_pixel: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    for row in runtime.events.stats(ids, start, end):
+        source_id, day = row.pop("source_id"), row.pop("day")
+        by_pixel[source_id].append({"date": day.isoformat(), **row})
+    return ok({"list": [{"pixel_id": str(i), "stats": by_pixel[i]} for i in ids]})

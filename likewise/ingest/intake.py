@@ -1,0 +1,59 @@
+"""The event intake service: durable acceptance, background processing, statistics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from likewise.ingest.events import Window
+from likewise.ingest.processor import EventProcessor
+from likewise.ingest.records import EventRecord, encode_batch
+from likewise.settings import Settings
+from likewise.store.eventlog import EventLog
+from likewise.store.events import EventStore
+
+
+class EventIntake:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        folder = settings.data_dir / "events"
+        self.log = EventLog(folder / "log")
+        self.store = EventStore(folder, threads=settings.duckdb_threads)
+        self.processor = EventProcessor(self.log, self.store)
+
+    def window(self) -> Window:
+        return Window(now=self.clock(), max_age_days=self.settings.event_retention_days)
+
+    async def accept(self, records: list[EventRecord]) -> None:
+        """Return once ``records`` are on disk (then they will be processed)."""
+        await self.log.append_async(encode_batch(records))
+
+    def accept_sync(self, records: list[EventRecord]) -> None:
+        self.log.append(encode_batch(records))
+
+    def start(self) -> None:
+        self.processor.start()
+
+    def close(self) -> None:
+        self.processor.stop()
+        self.log.close()
+
+    def flush(self) -> int:
+        return self.processor.flush()
+
+    def stats(self, source_ids: list[int], start: date, end: date) -> list[dict[str, Any]]:
+        """Per source, day and event: received, test, deduplicated, merged, limited."""
+        if not source_ids:
+            return []
+        with self.store.state() as con:
+            rows = con.execute(
+                f"""SELECT source_id, day, event, received, test, deduplicated, merged, limited
+                FROM stats WHERE source_id IN ({", ".join("?" * len(source_ids))})
+                  AND day BETWEEN ? AND ? ORDER BY source_id, day, event""",
+                [*source_ids, start, end],
+            ).fetchall()
+        keys = ("source_id", "day", "event", "received", "test", "deduplicated", "merged")
+        return [dict(zip((*keys, "limited"), row, strict=True)) for row in rows]

@@ -1,0 +1,154 @@
+"""The event log: accepted event batches, durable before anyone is told "OK".
+
+Appends go to numbered segment files (``<seq>.log``). Each record is a batch: an 8-byte header
+(payload length, CRC-32 of the payload) followed by the payload (opaque bytes; the ingest layer
+writes msgpack). A writer thread commits in groups: every batch waiting when it wakes is written
+and covered by one ``fsync``, so many concurrent senders share the cost of the disk flush.
+
+Sealed segments (no longer written to) are read by the event processor, which compacts them into
+Parquet and then deletes them. A crash can leave a torn record at the end of the last segment; it
+was never acknowledged, and readers stop at it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+HEADER = struct.Struct("<II")  # payload length, CRC-32
+SUFFIX = ".log"
+
+
+class EventLog:
+    def __init__(self, folder: Path, *, segment_bytes: int = 64 * 1024 * 1024) -> None:
+        self.folder = folder
+        self.segment_bytes = segment_bytes
+        folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Condition()
+        self._pending: list[tuple[bytes, Future[None]]] = []
+        self._rotate_requested = False
+        self._closed = False
+        existing = self.segments()
+        # Never append to a segment left by an earlier process: it may end in a torn record.
+        self._seq = (int(existing[-1].stem) + 1) if existing else 1
+        self._fh = open(self._path(self._seq), "ab")  # noqa: SIM115 - closed in close()
+        self._size = 0
+        self._fsync_dir()
+        self._writer = threading.Thread(target=self._run, name="event-log-writer", daemon=True)
+        self._writer.start()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def append(self, payload: bytes) -> None:
+        """Block until ``payload`` is on disk."""
+        self.submit(payload).result()
+
+    async def append_async(self, payload: bytes) -> None:
+        """Wait, without blocking the event loop, until ``payload`` is on disk."""
+        await asyncio.wrap_future(self.submit(payload))
+
+    def submit(self, payload: bytes) -> Future[None]:
+        done: Future[None] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the event log is closed")
+            self._pending.append((payload, done))
+            self._lock.notify()
+        return done
+
+    def rotate(self) -> None:
+        """Seal the current segment (if it holds anything) so the processor can take it."""
+        done: Future[None] = Future()
+        with self._lock:
+            if self._closed:
+                return
+            self._rotate_requested = True
+            self._pending.append((b"", done))  # an empty marker: wakes the writer, not written
+            self._lock.notify()
+        done.result()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._lock.notify()
+        self._writer.join()
+        self._fh.close()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending and not self._closed:
+                    self._lock.wait()
+                batch, self._pending = self._pending, []
+                rotate, self._rotate_requested = self._rotate_requested, False
+                closing = self._closed and not batch
+            if closing:
+                return
+            try:
+                self._write(batch, rotate)
+            except BaseException as exc:  # the disk failed: every waiting sender must hear it
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                done.set_result(None)
+
+    def _write(self, batch: list[tuple[bytes, Future[None]]], rotate: bool) -> None:
+        records = [HEADER.pack(len(p), zlib.crc32(p)) + p for p, _ in batch if p]
+        if records:
+            data = b"".join(records)
+            self._fh.write(data)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._size += len(data)
+        if (rotate and self._size) or self._size >= self.segment_bytes:
+            self._fh.close()
+            self._seq += 1
+            self._fh = open(self._path(self._seq), "ab")  # noqa: SIM115
+            self._size = 0
+            self._fsync_dir()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def segments(self) -> list[Path]:
+        return sorted(self.folder.glob(f"*{SUFFIX}"), key=lambda p: int(p.stem))
+
+    def sealed(self) -> list[Path]:
+        """Segments the writer has finished with, oldest first."""
+        with self._lock:
+            current = self._seq
+        return [p for p in self.segments() if int(p.stem) < current]
+
+    @staticmethod
+    def records(path: Path) -> Iterator[bytes]:
+        """The intact records of a segment, in order; stops at a torn or corrupt tail."""
+        data = path.read_bytes()
+        pos = 0
+        while pos + HEADER.size <= len(data):
+            length, crc = HEADER.unpack_from(data, pos)
+            start = pos + HEADER.size
+            payload = data[start : start + length]
+            if len(payload) < length or zlib.crc32(payload) != crc:
+                return
+            yield payload
+            pos = start + length
+
+    def _path(self, seq: int) -> Path:
+        return self.folder / f"{seq:012d}{SUFFIX}"
+
+    def _fsync_dir(self) -> None:
+        # A new file's directory entry must be durable too, or a crash can lose the whole file.
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,109 @@
+"""The event store: compacted events as Parquet, partitioned by advertiser and day, plus the
+processing state (deduplication keys, per-source statistics) in a small DuckDB database.
+
+Layout under ``data_dir/events``::
+
+    log/                          the durable log (store.eventlog), not yet compacted
+    data/advertiser_id=A/day=D/   Parquet parts, one per log segment and partition
+    state.duckdb                  seen (dedup keys), stats, meta (watermarks)
+
+A segment's parts are named after the segment, so processing it again after a crash rewrites
+the same files instead of adding copies; its state changes commit in one transaction with the
+watermark that marks it done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen (
+  source_id BIGINT NOT NULL, event VARCHAR NOT NULL, event_id VARCHAR NOT NULL,
+  eid BIGINT NOT NULL, channel VARCHAR NOT NULL, received_at DOUBLE NOT NULL,
+  PRIMARY KEY (source_id, event, event_id)
+);
+CREATE TABLE IF NOT EXISTS stats (
+  source_id BIGINT NOT NULL, day DATE NOT NULL, event VARCHAR NOT NULL,
+  received BIGINT NOT NULL, test BIGINT NOT NULL, deduplicated BIGINT NOT NULL,
+  merged BIGINT NOT NULL, limited BIGINT NOT NULL,
+  PRIMARY KEY (source_id, day, event)
+);
+CREATE TABLE IF NOT EXISTS meta (k VARCHAR PRIMARY KEY, v BIGINT NOT NULL);
+"""
+
+
+class EventStore:
+    def __init__(self, folder: Path, *, threads: int = 2, memory_limit: str = "1GB") -> None:
+        self.folder = folder
+        self.data = folder / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.threads = threads
+        self.memory_limit = memory_limit
+        self._lock = threading.Lock()  # one connection to the state database at a time
+
+    @contextmanager
+    def state(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The state database, exclusively (DuckDB allows one writer)."""
+        with self._lock:
+            con = duckdb.connect(
+                str(self.folder / "state.duckdb"),
+                config={"threads": self.threads, "memory_limit": self.memory_limit},
+            )
+            try:
+                con.execute(STATE_SCHEMA)
+                yield con
+            finally:
+                con.close()
+
+    def meta(self, con: duckdb.DuckDBPyConnection, key: str, default: int = 0) -> int:
+        rows = con.execute("SELECT v FROM meta WHERE k = ?", [key]).fetchall()
+        return int(rows[0][0]) if rows else default
+
+    @staticmethod
+    def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: int) -> None:
+        con.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            [key, value],
+        )
+
+    # --- parts -------------------------------------------------------------------------------
+
+    def partition(self, advertiser_id: int, day: date) -> Path:
+        return self.data / f"advertiser_id={advertiser_id}" / f"day={day.isoformat()}"
+
+    def write_part(self, advertiser_id: int, day: date, name: str, table: pa.Table) -> Path:
+        """Write (or rewrite) one part atomically: readers never see half a file."""
+        folder = self.partition(advertiser_id, day)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{name}.parquet"
+        tmp = folder / f".{name}.parquet.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(target)
+        return target
+
+    def parts(self, advertiser_id: int | None = None) -> list[Path]:
+        base = self.data if advertiser_id is None else self.data / f"advertiser_id={advertiser_id}"
+        return sorted(base.glob("**/*.parquet"))
+
+    def sql_source(self, advertiser_id: int | None = None) -> str | None:
+        """A ``read_parquet`` expression over the stored events (None when there are none)."""
+        if not self.parts(advertiser_id):
+            return None
+        base = self.data if advertiser_id is None else self.data / f"advertiser_id={advertiser_id}"
+        pattern = str(base / "**" / "*.parquet").replace("'", "''")
+        return f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
+
+    def drop_partition(self, advertiser_id: int, day: date) -> None:
+        shutil.rmtree(self.partition(advertiser_id, day), ignore_errors=True)

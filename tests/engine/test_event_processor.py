@@ -1,0 +1,159 @@
+"""The event processor over a real log and store: dedup and merge windows, test events,
+statistics, and replay after a crash between writing parts and committing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from likewise.ingest.processor import EventProcessor
+from likewise.ingest.records import EventRecord, encode_batch
+from likewise.store.eventlog import EventLog
+from likewise.store.events import EventStore
+
+T0 = 1_780_000_000.0  # 2026-05-28
+
+
+def ev(
+    event_id: str | None,
+    *,
+    received: float,
+    channel: str = "web",
+    event: str = "Purchase",
+    source: int = 11,
+    advertiser: int = 7,
+    test: bool = False,
+    email: list[str] | None = None,
+) -> EventRecord:
+    return EventRecord(
+        source_id=source,
+        advertiser_id=advertiser,
+        channel=channel,
+        event=event,
+        event_time=received - 10,
+        received_at=received,
+        event_id=event_id,
+        test=test,
+        email=email or [],
+    )
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[tuple[EventLog, EventStore, EventProcessor]]:
+    log = EventLog(tmp_path / "log")
+    store = EventStore(tmp_path)
+    yield log, store, EventProcessor(log, store)
+    log.close()
+
+
+def stored(store: EventStore) -> list[tuple[object, ...]]:
+    source = store.sql_source()
+    if source is None:
+        return []
+    return duckdb.sql(
+        f"SELECT event_id, channel, eid, merged_into, email FROM {source} ORDER BY eid"
+    ).fetchall()
+
+
+def stats(store: EventStore) -> dict[str, int]:
+    with store.state() as con:
+        row = con.execute(
+            "SELECT sum(received), sum(test), sum(deduplicated), sum(merged) FROM stats"
+        ).fetchone()
+    assert row is not None
+    return dict(zip(("received", "test", "deduplicated", "merged"), map(int, row), strict=True))
+
+
+def test_duplicates_within_48_hours_are_dropped(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    log.append(encode_batch([ev("a", received=T0), ev("a", received=T0 + 3600)]))
+    proc.flush()
+    log.append(encode_batch([ev("a", received=T0 + 47 * 3600), ev(None, received=T0)]))
+    proc.flush()
+    log.append(encode_batch([ev("a", received=T0 + 49 * 3600)]))  # outside the window: new
+    proc.flush()
+    rows = stored(store)
+    assert [r[0] for r in rows] == ["a", None, "a"]
+    assert stats(store) == {"received": 5, "test": 0, "deduplicated": 2, "merged": 0}
+
+
+def test_browser_and_server_copies_merge_within_5_minutes(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    h = "a" * 64
+    log.append(encode_batch([ev("p1", received=T0, channel="pixel")]))
+    log.append(encode_batch([ev("p1", received=T0 + 120, channel="web", email=[h])]))
+    log.append(encode_batch([ev("p2", received=T0, channel="pixel")]))
+    log.append(encode_batch([ev("p2", received=T0 + 600, channel="web")]))  # too late: dropped
+    proc.flush()
+    rows = stored(store)
+    first = next(r for r in rows if r[0] == "p1" and r[1] == "pixel")
+    merged = next(r for r in rows if r[0] == "p1" and r[1] == "web")
+    assert merged[3] == first[2] and merged[4] == [h]
+    assert next(r for r in rows if r[0] == "p2")[1] == "pixel"
+    assert len(rows) == 3
+    assert stats(store) == {"received": 4, "test": 0, "deduplicated": 1, "merged": 1}
+
+
+def test_same_event_id_differs_by_event_and_source(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    log.append(
+        encode_batch(
+            [
+                ev("x", received=T0),
+                ev("x", received=T0, event="AddToCart"),
+                ev("x", received=T0, source=12),
+            ]
+        )
+    )
+    proc.flush()
+    assert len(stored(store)) == 3
+
+
+def test_test_events_are_counted_not_stored(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    log.append(encode_batch([ev("t", received=T0, test=True), ev("t", received=T0, test=True)]))
+    proc.flush()
+    assert stored(store) == []
+    assert stats(store) == {"received": 2, "test": 2, "deduplicated": 0, "merged": 0}
+
+
+def test_partitions_by_advertiser_and_day(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    log.append(
+        encode_batch(
+            [ev("1", received=T0), ev("2", received=T0 + 86400), ev("3", received=T0, advertiser=8)]
+        )
+    )
+    proc.flush()
+    folders = sorted(p.parent.relative_to(store.data).as_posix() for p in store.parts())
+    assert folders == [
+        "advertiser_id=7/day=2026-05-28",
+        "advertiser_id=7/day=2026-05-29",
+        "advertiser_id=8/day=2026-05-28",
+    ]
+
+
+def test_replay_after_a_crash_before_commit_stores_nothing_twice(
+    pipeline,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log, store, proc = pipeline
+    log.append(encode_batch([ev("a", received=T0), ev("b", received=T0)]))
+    log.rotate()
+
+    def crash(*args: object) -> None:
+        raise OSError("disk went away")
+
+    # Parts are written, then the state commit fails: the segment must stay for a retry.
+    monkeypatch.setattr(store, "set_meta", crash)
+    with pytest.raises(OSError):
+        proc.run_once()
+    assert log.sealed(), "the segment is kept until its state is committed"
+    monkeypatch.undo()
+    proc.run_once()
+    assert [r[0] for r in stored(store)] == ["a", "b"]
+    assert stats(store)["received"] == 2
+    assert not log.sealed()
