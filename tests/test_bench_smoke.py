@@ -38,3 +38,11 @@ def test_users_import_benchmark_smoke() -> None:
     out = run("users_import.py", "--users", "3000")
     assert out["users"] == 3000
     assert isinstance(out["ratio_to_floor"], (int, float)) and out["ratio_to_floor"] > 0
+
+
+def test_events_benchmark_smoke() -> None:
+    out = run("events.py", "--seconds", "1", "--batch-senders", "2", "--single-senders", "2")
+    for load in ("bare_batched", "bare_single", "likewise_batched", "likewise_single"):
+        result = out[load]
+        assert isinstance(result, dict) and result["requests"] > 0 and result["failed"] == 0
+    assert isinstance(out["batched_ratio_to_bare"], float) and out["batched_ratio_to_bare"] > 0

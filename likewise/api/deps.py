@@ -12,7 +12,8 @@ from likewise.runtime import Runtime
 from likewise.store.tenants import Principal
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: a plain function dependency would cost a thread hop on every request
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from likewise import errors as e
 from likewise.api.envelope import EnvelopeResponse, failure
@@ -61,11 +62,36 @@ def install(app: FastAPI) -> None:
         message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
         return failure(40000, message, status_code=exc.status_code)
 
-    @app.middleware("http")
-    async def _unexpected(request: Request, call_next):
+    app.add_middleware(UnexpectedErrors)
+
+
+class UnexpectedErrors:
+    """Any exception a handler did not expect becomes TikTok's system error (50000).
+
+    A plain ASGI middleware: Starlette's ``@app.middleware("http")`` wraps every request in a
+    task group and a memory stream, which costs more than the Events API's own work."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
         try:
-            return await call_next(request)
+            await self.app(scope, receive, tracking_send)
         except Exception as exc:
             # Log the type and path only: an exception's text may quote request data.
-            log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
-            return failure(SYSTEM_ERROR, "system error; the request was not completed")
+            log.error("unhandled %s on %s", type(exc).__name__, scope.get("path", ""))
+            if started:  # too late for an envelope; the server closes the connection
+                raise
+            response = failure(SYSTEM_ERROR, "system error; the request was not completed")
+            await response(scope, receive, send)

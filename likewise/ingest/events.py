@@ -11,12 +11,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 
 from likewise.domain import events as names
-from likewise.errors import InvalidParameter, NotHashed
+from likewise.errors import InvalidParameter
 from likewise.identity.device import normalize_device_id
 from likewise.identity.hashing import sha256_hex
 from likewise.ingest import schema as wire
@@ -44,18 +43,22 @@ class Window:
     now: float
     max_age_days: int
 
-    def check(self, t: float, field: str) -> float:
+    def check(self, t: float, at: str, name: str) -> float:
         if not math.isfinite(t):
-            raise InvalidParameter(f"{field} must be a Unix time in seconds", field=field)
+            raise _bad(at, name, "must be a Unix time in seconds")
         if t > 1e11:  # milliseconds: a common slip, and unambiguous
             t /= 1000.0
         if t < self.now - self.max_age_days * 86400:
-            raise InvalidParameter(
-                f"{field} is more than {self.max_age_days} days in the past", field=field
-            )
+            raise _bad(at, name, f"is more than {self.max_age_days} days in the past")
         if t > self.now + 86400:
-            raise InvalidParameter(f"{field} is in the future", field=field)
+            raise _bad(at, name, "is in the future")
         return t
+
+
+def _bad(at: str, name: str, problem: str) -> InvalidParameter:
+    """A 40002 naming the field; paths are only built when something is wrong (hot path)."""
+    field = f"{at}{name}"
+    return InvalidParameter(f"{field} {problem}", field=field)
 
 
 # --- Events API 2.0 ---------------------------------------------------------------------------
@@ -63,58 +66,53 @@ class Window:
 
 def track_records(body: wire.TrackBody, source: Source, window: Window) -> list[EventRecord]:
     """The records of an ``event/track/`` request, or an error naming the first bad field."""
-    n = len(body.data)
-    if n == 0:
-        raise InvalidParameter("data must hold at least one event", field="data")
-    if n > names.MAX_EVENTS_PER_REQUEST:
-        raise InvalidParameter(
-            f"data holds {n} events; at most {names.MAX_EVENTS_PER_REQUEST} per request",
-            field="data",
-        )
+    _count(len(body.data), "data")
     test = bool(body.test_event_code)
-    return [
-        _track_record(ev, f"data[{i}]", body.event_source, source, window, test)
-        for i, ev in enumerate(body.data)
-    ]
+    kind = body.event_source
+    return [_track_record(ev, i, kind, source, window, test) for i, ev in enumerate(body.data)]
 
 
 def _track_record(
-    ev: wire.Event, at: str, kind: str, source: Source, window: Window, test: bool
+    ev: wire.Event, i: int, kind: str, source: Source, window: Window, test: bool
 ) -> EventRecord:
-    event = _event_name(ev.event, f"{at}.event", standard_only=kind == "offline")
-    user = ev.user or wire.User()
-    page = ev.page
+    at = f"data[{i}]."
+    user = ev.user or _NO_USER
+    page, app, ad, lead = ev.page, ev.app, ev.ad, ev.lead
     if kind == "web" and (page is None or not page.url):
-        raise InvalidParameter(f"{at}.page.url is required for web events", field=f"{at}.page")
-    if kind == "app" and (ev.app is None or not ev.app.app_id):
-        raise InvalidParameter(f"{at}.app.app_id is required for app events", field=f"{at}.app")
-    if kind == "crm" and (ev.lead is None or not ev.lead.lead_id):
-        raise InvalidParameter(f"{at}.lead.lead_id is required for crm events", field=f"{at}.lead")
+        raise _bad(at, "page.url", "is required for web events")
+    if kind == "app" and (app is None or not app.app_id):
+        raise _bad(at, "app.app_id", "is required for app events")
+    if kind == "crm" and (lead is None or not lead.lead_id):
+        raise _bad(at, "lead.lead_id", "is required for crm events")
     record = EventRecord(
         source_id=source.id,
         advertiser_id=source.advertiser_id,
         channel=kind,
-        event=event,
-        event_time=window.check(float(ev.event_time), f"{at}.event_time"),
+        event=_event_name(ev.event, at, standard_only=kind == "offline"),
+        event_time=window.check(float(ev.event_time), at, "event_time"),
         received_at=window.now,
-        event_id=_event_id(ev.event_id, f"{at}.event_id"),
+        event_id=_event_id(ev.event_id, at),
         test=test,
         limited=bool(ev.limited_data_use) or user.att_status == "DENIED",
-        email=_hashed(user.email, f"{at}.user.email"),
-        phone=_hashed(user.phone, f"{at}.user.phone"),
-        external_id=_hashed(user.external_id, f"{at}.user.external_id"),
-        ttclid=_text(user.ttclid, f"{at}.user.ttclid"),
-        ttp=_text(user.ttp, f"{at}.user.ttp"),
-        idfa=_device(user.idfa, f"{at}.user.idfa"),
-        gaid=_device(user.gaid, f"{at}.user.gaid"),
-        url=_text(page.url if page else None, f"{at}.page.url"),
-        referrer=_text(page.referrer if page else None, f"{at}.page.referrer"),
-        app_id=_text(ev.app.app_id if ev.app else None, f"{at}.app.app_id"),
-        ad_id=_text(ev.ad.ad_id if ev.ad else None, f"{at}.ad.ad_id"),
-        lead_id=_text(ev.lead.lead_id if ev.lead else None, f"{at}.lead.lead_id"),
+        email=_hashed(user.email),
+        phone=_hashed(user.phone),
+        external_id=_hashed(user.external_id),
+        ttclid=user.ttclid or None,
+        ttp=user.ttp or None,
+        idfa=_device(user.idfa, at, "user.idfa"),
+        gaid=_device(user.gaid, at, "user.gaid"),
+        url=page.url or None if page else None,
+        referrer=page.referrer or None if page else None,
+        app_id=app.app_id or None if app else None,
+        ad_id=ad.ad_id or None if ad else None,
+        lead_id=lead.lead_id or None if lead else None,
     )
-    _properties(record, ev.properties, f"{at}.properties")
+    if ev.properties:
+        _properties(record, ev.properties, at)
     return record
+
+
+_NO_USER = wire.User()
 
 
 # --- Events API 1.0 ---------------------------------------------------------------------------
@@ -134,29 +132,35 @@ def pixel_records(
     out = []
     for i, item in enumerate(items):
         at = f"{prefix}[{i}]." if prefix else ""
-        ctx = item.context or wire.PixelContext()
-        user = ctx.user or wire.PixelUser()
+        ctx = item.context or _NO_CONTEXT
+        user = ctx.user or _NO_PIXEL_USER
         page = ctx.page
         record = EventRecord(
             source_id=source.id,
             advertiser_id=source.advertiser_id,
             channel="web",
-            event=_event_name(item.event, f"{at}event", standard_only=False),
-            event_time=_timestamp(item.timestamp, f"{at}timestamp", window),
+            event=_event_name(item.event, at, standard_only=False),
+            event_time=_timestamp(item.timestamp, at, window),
             received_at=window.now,
-            event_id=_event_id(item.event_id, f"{at}event_id"),
+            event_id=_event_id(item.event_id, at),
             test=test,
-            email=_hashed(user.email, f"{at}context.user.email"),
-            phone=_hashed(user.phone_number, f"{at}context.user.phone_number"),
-            external_id=_hashed(user.external_id, f"{at}context.user.external_id"),
-            ttp=_text(user.ttp, f"{at}context.user.ttp"),
-            ttclid=_text(ctx.ad.callback if ctx.ad else None, f"{at}context.ad.callback"),
-            url=_text(page.url if page else None, f"{at}context.page.url"),
-            referrer=_text(page.referrer if page else None, f"{at}context.page.referrer"),
+            email=_hashed(user.email),
+            phone=_hashed(user.phone_number),
+            external_id=_hashed(user.external_id),
+            ttp=user.ttp or None,
+            ttclid=ctx.ad.callback or None if ctx.ad else None,
+            url=page.url or None if page else None,
+            referrer=page.referrer or None if page else None,
         )
-        _properties(record, item.properties, f"{at}properties")
+        if item.properties:
+            _properties(record, item.properties, at)
         out.append(record)
     return out
+
+
+_NO_CONTEXT = wire.PixelContext()
+_NO_PIXEL_USER = wire.PixelUser()
+_NO_OFFLINE_USER = wire.OfflineUser()
 
 
 def offline_records(
@@ -171,21 +175,22 @@ def offline_records(
     out = []
     for i, item in enumerate(items):
         at = f"{prefix}[{i}]." if prefix else ""
-        user = (item.context.user if item.context else None) or wire.OfflineUser()
+        user = (item.context.user if item.context else None) or _NO_OFFLINE_USER
         record = EventRecord(
             source_id=source.id,
             advertiser_id=source.advertiser_id,
             channel="offline",
-            event=_event_name(item.event, f"{at}event", standard_only=True),
-            event_time=_timestamp(item.timestamp, f"{at}timestamp", window),
+            event=_event_name(item.event, at, standard_only=True),
+            event_time=_timestamp(item.timestamp, at, window),
             received_at=window.now,
-            event_id=_event_id(item.event_id, f"{at}event_id"),
+            event_id=_event_id(item.event_id, at),
             test=test,
-            email=_hashed(user.email, f"{at}context.user.email"),
-            phone=_hashed(user.phone_number, f"{at}context.user.phone_number"),
-            external_id=_hashed(user.external_id, f"{at}context.user.external_id"),
+            email=_hashed(user.email),
+            phone=_hashed(user.phone_number),
+            external_id=_hashed(user.external_id),
         )
-        _properties(record, item.properties, f"{at}properties")
+        if item.properties:
+            _properties(record, item.properties, at)
         out.append(record)
     return out
 
@@ -200,90 +205,62 @@ def _count(n: int, field: str) -> None:
         )
 
 
-def _timestamp(value: str | None, field: str, window: Window) -> float:
+def _timestamp(value: str | None, at: str, window: Window) -> float:
     """ISO 8601 or ``YYYY-MM-DD HH:MM:SS`` (UTC unless an offset is given); empty means now."""
     if value is None or not value.strip():
         return window.now
     text = value.strip()
     if text.isdigit():
-        return window.check(float(text), field)
+        return window.check(float(text), at, "timestamp")
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidParameter(
-            f"{field} {value!r} is not a time: use ISO 8601 (2024-01-01T00:00:00Z) or "
+        raise _bad(
+            at,
+            "timestamp",
+            f"{value[:40]!r} is not a time: use ISO 8601 (2024-01-01T00:00:00Z) or "
             "'2024-01-01 00:00:00'",
-            field=field,
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return window.check(parsed.timestamp(), field)
+    return window.check(parsed.timestamp(), at, "timestamp")
 
 
 # --- fields -----------------------------------------------------------------------------------
 
 
-def _event_name(value: str | None, field: str, *, standard_only: bool) -> str:
-    name = (value or "").strip()
-    if not name:
-        raise InvalidParameter(f"{field} is required", field=field)
+def _event_name(value: str | None, at: str, *, standard_only: bool) -> str:
+    if not value or not (name := value.strip()):
+        raise _bad(at, "event", "is required")
     if len(name) > names.MAX_EVENT_NAME:
-        raise InvalidParameter(
-            f"{field} is longer than {names.MAX_EVENT_NAME} characters", field=field
-        )
+        raise _bad(at, "event", f"is longer than {names.MAX_EVENT_NAME} characters")
     if standard_only and name not in names.STANDARD_EVENTS:
-        raise InvalidParameter(
-            f"{field} {name!r} is not a standard event; offline event sets take standard "
-            "events only",
-            field=field,
+        raise _bad(
+            at,
+            "event",
+            f"{name!r} is not a standard event; offline event sets take standard events only",
         )
     return name
 
 
-def _event_id(value: str | None, field: str) -> str | None:
-    if value is None or value == "":
+def _event_id(value: str | None, at: str) -> str | None:
+    if not value:
         return None
     if len(value) > names.MAX_EVENT_ID:
-        raise InvalidParameter(
-            f"{field} is longer than {names.MAX_EVENT_ID} characters", field=field
-        )
+        raise _bad(at, "event_id", f"is longer than {names.MAX_EVENT_ID} characters")
     return value
 
 
-def _text(value: str | None, field: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if len(value) > names.MAX_TEXT:
-        raise InvalidParameter(f"{field} is longer than {names.MAX_TEXT} characters", field=field)
-    return value
-
-
-def _hashed(value: str | list[str] | None, field: str) -> list[str]:
-    """SHA-256 hex digests, lowercased. A raw e-mail or phone is refused: it must never reach
-    the server unhashed (TikTok's "PII not hashed", 40062)."""
-    if value is None:
+def _hashed(value: str | list[str] | None) -> list[str]:
+    """SHA-256 hex digests, lowercased (msgspec already refused anything else, see schema)."""
+    if not value:
         return []
-    values = [value] if isinstance(value, str) else value
-    if len(values) > names.MAX_IDS_PER_KEY:
-        raise InvalidParameter(
-            f"{field} holds {len(values)} values; at most {names.MAX_IDS_PER_KEY}", field=field
-        )
-    out = []
-    for v in values:
-        v = v.strip()
-        if not v:
-            continue
-        if not _SHA256.fullmatch(v):
-            raise NotHashed(
-                f"{field} must be SHA-256 hashed (64 hex characters) before sending; "
-                "raw or otherwise encoded values are refused",
-                field=field,
-            )
-        out.append(v.lower())
-    return out
+    if isinstance(value, str):
+        return [value.lower()]
+    return [v.lower() for v in value if v]
 
 
-def _device(value: str | None, field: str) -> str | None:
+def _device(value: str | None, at: str, name: str) -> str | None:
     """Device ids are sent raw (either case) or hashed; kept as the hex digest of the
     normalised id, the form the identity graph joins on."""
     if value is None or not value.strip():
@@ -293,106 +270,53 @@ def _device(value: str | None, field: str) -> str | None:
         return v.lower()
     norm = normalize_device_id(v)
     if norm is None:
-        raise InvalidParameter(
-            f"{field} is not a device id (a UUID such as 6D92078A-8246-4BA4-AE5B-76104861E7DC, "
+        raise _bad(
+            at,
+            name,
+            "is not a device id (a UUID such as 6D92078A-8246-4BA4-AE5B-76104861E7DC, "
             "or its MD5/SHA-256)",
-            field=field,
         )
     return sha256_hex(norm)
 
 
-def _properties(record: EventRecord, props: dict[str, Any] | None, field: str) -> None:
-    """Checks the fields rules filter on and keeps the object (bounded) as JSON."""
-    if not props:
+_PROPERTIES = msgspec.json.Decoder(wire.Properties)
+
+
+def _properties(record: EventRecord, raw: msgspec.Raw, at: str) -> None:
+    """Reads the fields rules filter on (typed by msgspec) and keeps the object as sent."""
+    if bytes(raw) == b"null":
         return
-    if len(props) > names.MAX_PROPERTY_KEYS:
-        raise InvalidParameter(
-            f"{field} has {len(props)} keys; at most {names.MAX_PROPERTY_KEYS}", field=field
+    if len(raw) > names.MAX_PROPERTIES_BYTES:
+        raise _bad(
+            at, "properties", f"is {len(raw)} bytes of JSON; at most {names.MAX_PROPERTIES_BYTES}"
         )
-    text = _JSON.encode(props)
-    if len(text) > names.MAX_PROPERTIES_BYTES:
-        raise InvalidParameter(
-            f"{field} is {len(text)} bytes of JSON; at most {names.MAX_PROPERTIES_BYTES}",
-            field=field,
-        )
-    record.properties = text.decode()
-    record.value = _number(props.get("value"), f"{field}.value")
-    currency = props.get("currency")
-    if currency is not None:
-        if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency.strip().upper()):
-            raise InvalidParameter(
-                f"{field}.currency must be an ISO 4217 code such as USD", field=f"{field}.currency"
-            )
-        record.currency = currency.strip().upper()
-    content_type = props.get("content_type")
-    if content_type is not None:
-        if not isinstance(content_type, str):
-            raise InvalidParameter(
-                f"{field}.content_type must be a string", field=f"{field}.content_type"
-            )
-        record.content_type = content_type
-    ids: list[str] = []
-    categories: list[str] = []
-    prices: list[float] = []
-    content_ids = props.get("content_ids")
-    if content_ids is not None:
-        if not isinstance(content_ids, list) or not all(
-            isinstance(x, str | int) for x in content_ids
-        ):
-            raise InvalidParameter(
-                f"{field}.content_ids must be a list of strings", field=f"{field}.content_ids"
-            )
-        ids += [str(x) for x in content_ids]
-    if props.get("content_id") is not None:
-        ids.append(str(props["content_id"]))
-    if isinstance(props.get("content_category"), str):
-        categories.append(props["content_category"])
-    contents = props.get("contents")
-    if contents is not None:
-        if not isinstance(contents, list) or len(contents) > names.MAX_CONTENTS:
-            raise InvalidParameter(
-                f"{field}.contents must be a list of at most {names.MAX_CONTENTS} items",
-                field=f"{field}.contents",
-            )
-        for j, item in enumerate(contents):
-            at = f"{field}.contents[{j}]"
-            if not isinstance(item, dict):
-                raise InvalidParameter(f"{at} must be an object", field=at)
-            if item.get("content_id") is not None:
-                ids.append(str(item["content_id"]))
-            if isinstance(item.get("content_category"), str):
-                categories.append(item["content_category"])
-            price = _number(item.get("price"), f"{at}.price")
-            if price is not None:
-                prices.append(price)
-            _number(item.get("quantity"), f"{at}.quantity")
-    if props.get("price") is not None:
-        price = _number(props.get("price"), f"{field}.price")
-        assert price is not None
-        prices.append(price)
+    try:
+        props = _PROPERTIES.decode(raw)
+    except msgspec.ValidationError as exc:
+        message, field = wire.describe(str(exc))
+        if field is None:  # the value itself is not an object
+            raise _bad(at, "properties", "must be a JSON object") from None
+        full = f"{at}properties.{field}"
+        raise InvalidParameter(message.replace(field, full, 1), field=full) from None
+    record.properties = bytes(raw).decode()
+    if props.value is not None:
+        record.value = float(props.value)
+    if props.currency is not None:
+        record.currency = props.currency.upper()
+    record.content_type = props.content_type
+    ids = [str(x) for x in props.content_ids] if props.content_ids else []
+    if props.content_id is not None:
+        ids.append(str(props.content_id))
+    categories = [props.content_category] if props.content_category else []
+    prices = [float(props.price)] if props.price is not None else []
+    for item in props.contents or ():
+        if item.content_id is not None:
+            ids.append(str(item.content_id))
+        if item.content_category:
+            categories.append(item.content_category)
+        if item.price is not None:
+            prices.append(float(item.price))
     record.content_ids, record.content_categories, record.prices = ids, categories, prices
-
-
-def _number(value: Any, field: str) -> float | None:
-    """A number, or a plain decimal string ("12.50"): no symbols, no thousands separators."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InvalidParameter(f"{field} must be a number", field=field)
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise InvalidParameter(
-                f"{field} must be a plain decimal number such as 12.50", field=field
-            ) from None
-    else:
-        raise InvalidParameter(f"{field} must be a number", field=field)
-    if not math.isfinite(number):
-        raise InvalidParameter(f"{field} must be a finite number", field=field)
-    return number
 
 
 # --- the Likewise pixel -----------------------------------------------------------------------
@@ -412,24 +336,28 @@ def collect_records(body: wire.CollectBody, source: Source, window: Window) -> l
     out = []
     for i, item in enumerate(body.events):
         at = f"events[{i}]."
-        user = item.user or wire.CollectUser()
+        user = item.user or _NO_COLLECT_USER
         page = item.page
         record = EventRecord(
             source_id=source.id,
             advertiser_id=source.advertiser_id,
             channel="pixel",
-            event=_event_name(item.event, f"{at}event", standard_only=False),
-            event_time=_timestamp(item.timestamp, f"{at}timestamp", window),
+            event=_event_name(item.event, at, standard_only=False),
+            event_time=_timestamp(item.timestamp, at, window),
             received_at=window.now,
-            event_id=_event_id(item.event_id, f"{at}event_id"),
-            email=_hashed(user.email, f"{at}user.email"),
-            phone=_hashed(user.phone_number, f"{at}user.phone_number"),
-            external_id=_hashed(user.external_id, f"{at}user.external_id"),
-            ttp=_text(item.ttp, f"{at}ttp"),
-            ttclid=_text(item.ttclid, f"{at}ttclid"),
-            url=_text(page.url if page else None, f"{at}page.url"),
-            referrer=_text(page.referrer if page else None, f"{at}page.referrer"),
+            event_id=_event_id(item.event_id, at),
+            email=_hashed(user.email),
+            phone=_hashed(user.phone_number),
+            external_id=_hashed(user.external_id),
+            ttp=item.ttp or None,
+            ttclid=item.ttclid or None,
+            url=page.url or None if page else None,
+            referrer=page.referrer or None if page else None,
         )
-        _properties(record, item.properties, f"{at}properties")
+        if item.properties:
+            _properties(record, item.properties, at)
         out.append(record)
     return out
+
+
+_NO_COLLECT_USER = wire.CollectUser()

@@ -40,6 +40,7 @@ class EventIntake:
     def close(self) -> None:
         self.processor.stop()
         self.log.close()
+        self.store.close()
 
     def flush(self) -> int:
         return self.processor.flush()

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 DEDUP_SECONDS = 48 * 3600
 MERGE_SECONDS = 5 * 60
 FIELDS = EventRecord.__struct_fields__
-_ROWS = msgspec.msgpack.Decoder(list[list[Any]])  # array-like records as plain rows: fast
+_ROWS = msgspec.msgpack.Decoder()  # untyped: array-like records come back as plain lists
 
 # Parquet column types, in EventRecord field order (rows are decoded as plain lists).
 TYPES: dict[str, pa.DataType] = {
@@ -73,10 +73,6 @@ assert tuple(TYPES) == FIELDS, "TYPES must list EventRecord's fields in order"
 I = {name: i for i, name in enumerate(FIELDS)}  # noqa: E741 - column index by name
 # Stored beside the record's fields. advertiser_id and day are the partition (folder) keys.
 STORED = [f for f in FIELDS if f not in ("advertiser_id", "test")]
-
-
-def _side(channel: str) -> str:
-    return "browser" if channel == "pixel" else "server"
 
 
 class EventProcessor:
@@ -179,11 +175,8 @@ class EventProcessor:
     ) -> tuple[list[list[Any]], dict[tuple[int, date, str], list[int]], list[list[Any]], int]:
         """Rows to store (with ``eid`` and ``merged_into`` appended), statistics, new ``seen``
         keys, and the next free eid."""
-        keyed = {
-            (r[I["source_id"]], r[I["event"]], r[I["event_id"]])
-            for r in rows
-            if r[I["event_id"]] is not None and not r[I["test"]]
-        }
+        src, evt, eid_, test = I["source_id"], I["event"], I["event_id"], I["test"]
+        keyed = {(r[src], r[evt], r[eid_]) for r in rows if r[eid_] is not None and not r[test]}
         seen: dict[tuple[int, str, str], tuple[int, str, float]] = {}
         if keyed:
             con.register("batch_keys", pa.table(_columns(list(keyed), KEY_TYPES)))
@@ -196,31 +189,41 @@ class EventProcessor:
         keep: list[list[Any]] = []
         new_seen: list[list[Any]] = []
         stats: dict[tuple[int, date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+        days: dict[int, date] = {}
+        # Column positions as locals (above too): this loop runs for every event.
+        recv, chan, lim, etime = I["received_at"], I["channel"], I["limited"], I["event_time"]
         for row in rows:
-            counters = stats[(row[I["source_id"]], _day(row[I["event_time"]]), row[I["event"]])]
+            day_no = int(row[etime] // 86400)
+            day = days.get(day_no)
+            if day is None:
+                day = days[day_no] = _day(row[etime])
+            counters = stats[(row[src], day, row[evt])]
             counters[0] += 1  # received
-            if row[I["test"]]:
+            if row[test]:
                 counters[1] += 1
                 continue
             merged_into = None
-            key = (row[I["source_id"]], row[I["event"]], row[I["event_id"]])
+            key = (row[src], row[evt], row[eid_])
             first = seen.get(key) if key[2] is not None else None
-            now = row[I["received_at"]]
+            now = row[recv]
             if first is not None and now - first[2] <= DEDUP_SECONDS:
-                if _side(first[1]) != _side(row[I["channel"]]) and now - first[2] <= MERGE_SECONDS:
+                crossed = (first[1] == "pixel") != (row[chan] == "pixel")  # browser vs server
+                if crossed and now - first[2] <= MERGE_SECONDS:
                     merged_into = first[0]
                     counters[3] += 1
                 else:
                     counters[2] += 1
                     continue
-            if row[I["limited"]]:
+            if row[lim]:
                 counters[4] += 1
             eid = next_eid
             next_eid += 1
             if key[2] is not None and merged_into is None:
-                seen[key] = (eid, row[I["channel"]], now)
-                new_seen.append([*key, eid, row[I["channel"]], now])
-            keep.append([*row, eid, merged_into])
+                seen[key] = (eid, row[chan], now)
+                new_seen.append([*key, eid, row[chan], now])
+            row.append(eid)
+            row.append(merged_into)
+            keep.append(row)
         return keep, stats, new_seen, next_eid
 
     def purge_seen(self, now: float) -> None:

@@ -9,20 +9,53 @@ example ``data[3].event_id``.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from likewise.errors import InvalidParameter
+from likewise.domain.events import MAX_CONTENTS, MAX_IDS_PER_KEY, MAX_TEXT
+from likewise.errors import InvalidParameter, NotHashed
 
 T = TypeVar("T")
 
-StrOrList = str | list[str] | None
+# SHA-256 hex (or empty, which some clients send for "none"). Checked by msgspec in C; a value
+# that does not match is reported as "PII not hashed" (40062), see decode().
+Hashed = Annotated[str, msgspec.Meta(pattern="^(?:[0-9a-fA-F]{64})?$")]
+HashedList = Annotated[list[Hashed], msgspec.Meta(max_length=MAX_IDS_PER_KEY)]
+StrOrList = Hashed | HashedList | None
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+Number = float | Annotated[str, msgspec.Meta(pattern=r"^\s*-?[0-9]+(?:\.[0-9]+)?\s*$")]
 AttStatus = Literal["AUTHORIZED", "DENIED", "NOT_DETERMINED", "RESTRICTED", "NOT_APPLICABLE"]
 
 
 class Wire(msgspec.Struct, omit_defaults=True):
     pass
+
+
+EMPTY = msgspec.Raw(b"")  # an absent properties object
+
+
+# --- properties (the fields rules filter on; the rest is kept as sent) ----------------------
+
+
+class Content(Wire):
+    content_id: str | int | None = None
+    content_category: str | None = None
+    content_name: str | None = None
+    brand: str | None = None
+    price: Number | None = None
+    quantity: Number | None = None
+
+
+class Properties(Wire):
+    value: Number | None = None
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Za-z]{3}$")] | None = None
+    content_type: str | None = None
+    content_id: str | int | None = None
+    content_ids: Annotated[list[str | int], msgspec.Meta(max_length=MAX_CONTENTS)] | None = None
+    content_category: str | None = None
+    contents: Annotated[list[Content], msgspec.Meta(max_length=MAX_CONTENTS)] | None = None
+    price: Number | None = None
 
 
 # --- Events API 2.0 ---------------------------------------------------------------------------
@@ -32,8 +65,8 @@ class User(Wire):
     email: StrOrList = None
     phone: StrOrList = None
     external_id: StrOrList = None
-    ttclid: str | None = None
-    ttp: str | None = None
+    ttclid: Text | None = None
+    ttp: Text | None = None
     ip: str | None = None
     user_agent: str | None = None
     locale: str | None = None
@@ -44,12 +77,12 @@ class User(Wire):
 
 
 class Page(Wire):
-    url: str | None = None
-    referrer: str | None = None
+    url: Text | None = None
+    referrer: Text | None = None
 
 
 class App(Wire):
-    app_id: str | None = None
+    app_id: Text | None = None
     app_name: str | None = None
     app_version: str | None = None
 
@@ -57,7 +90,7 @@ class App(Wire):
 class Ad(Wire):
     callback: str | None = None
     campaign_id: str | None = None
-    ad_id: str | None = None
+    ad_id: Text | None = None
     creative_id: str | None = None
     is_retargeting: bool | None = None
     attributed: bool | None = None
@@ -66,7 +99,7 @@ class Ad(Wire):
 
 
 class Lead(Wire):
-    lead_id: str | None = None
+    lead_id: Text | None = None
     lead_event_source: str | None = None
 
 
@@ -75,7 +108,7 @@ class Event(Wire):
     event_time: int | float
     event_id: str | None = None
     user: User | None = None
-    properties: dict[str, Any] | None = None
+    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
     page: Page | None = None
     app: App | None = None
     ad: Ad | None = None
@@ -95,14 +128,14 @@ class TrackBody(Wire):
 
 
 class PixelUser(Wire):
-    email: str | None = None
-    phone_number: str | None = None
-    external_id: str | None = None
-    ttp: str | None = None
+    email: Hashed | None = None
+    phone_number: Hashed | None = None
+    external_id: Hashed | None = None
+    ttp: Text | None = None
 
 
 class PixelAd(Wire):
-    callback: str | None = None
+    callback: Text | None = None
 
 
 class PixelContext(Wire):
@@ -119,7 +152,7 @@ class PixelTrackBody(Wire):
     event_id: str | None = None
     timestamp: str | None = None
     context: PixelContext | None = None
-    properties: dict[str, Any] | None = None
+    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
     test_event_code: str | None = None
     partner_name: str | None = None
 
@@ -130,7 +163,7 @@ class PixelBatchItem(Wire):
     event_id: str | None = None
     timestamp: str | None = None
     context: PixelContext | None = None
-    properties: dict[str, Any] | None = None
+    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
 
 
 class PixelBatchBody(Wire):
@@ -156,7 +189,7 @@ class OfflineTrackBody(Wire):
     event_id: str | None = None
     timestamp: str | None = None
     context: OfflineContext | None = None
-    properties: dict[str, Any] | None = None
+    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
     test_event_code: str | None = None
     partner_name: str | None = None
 
@@ -166,7 +199,7 @@ class OfflineBatchItem(Wire):
     event_id: str | None = None
     timestamp: str | None = None
     context: OfflineContext | None = None
-    properties: dict[str, Any] | None = None
+    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
 
 
 class OfflineBatchBody(Wire):
@@ -191,13 +224,19 @@ def decode(model: type[T], raw: bytes) -> T:
     try:
         return decoder.decode(raw)  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:
-        message, field = _describe(str(exc))
+        message, field = describe(str(exc))
+        if "matching regex '^(?:[0-9a-fA-F]{64})?$'" in str(exc):
+            raise NotHashed(
+                f"{field} must be SHA-256 hashed (64 hex characters) before sending; raw or "
+                "otherwise encoded values are refused",
+                field=field,
+            ) from None
         raise InvalidParameter(message, field=field) from None
     except msgspec.DecodeError:
         raise InvalidParameter("the request body is not valid JSON") from None
 
 
-def _describe(text: str) -> tuple[str, str | None]:
+def describe(text: str) -> tuple[str, str | None]:
     """msgspec's "Expected `str`, got `int` - at `$.data[0].event_id`" in TikTok's words."""
     at = _PATH.search(text)
     path = at.group(1) if at else ""
@@ -221,20 +260,20 @@ def _describe(text: str) -> tuple[str, str | None]:
 
 
 class CollectUser(Wire):
-    email: str | None = None  # SHA-256, hashed in the browser
-    phone_number: str | None = None
-    external_id: str | None = None
+    email: Hashed | None = None  # SHA-256, hashed in the browser
+    phone_number: Hashed | None = None
+    external_id: Hashed | None = None
 
 
 class CollectEvent(Wire):
     event: str
     event_id: str | None = None
     timestamp: str | None = None
-    properties: dict[str, Any] | None = None
+    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
     page: Page | None = None
     user: CollectUser | None = None
-    ttp: str | None = None
-    ttclid: str | None = None
+    ttp: Text | None = None
+    ttclid: Text | None = None
 
 
 class CollectBody(Wire):

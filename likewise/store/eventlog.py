@@ -108,7 +108,8 @@ class EventLog:
             data = b"".join(records)
             self._fh.write(data)
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            # fdatasync: the data and the file size, without the timestamps fsync would add
+            os.fdatasync(self._fh.fileno())
             self._size += len(data)
         if (rotate and self._size) or self._size >= self.segment_bytes:
             self._fh.close()

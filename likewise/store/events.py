@@ -49,21 +49,38 @@ class EventStore:
         self.data.mkdir(parents=True, exist_ok=True)
         self.threads = threads
         self.memory_limit = memory_limit
-        self._lock = threading.Lock()  # one connection to the state database at a time
+        self._lock = threading.Lock()  # one user of the state connection at a time
+        self._con: duckdb.DuckDBPyConnection | None = None
 
     @contextmanager
     def state(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The state database, exclusively (DuckDB allows one writer)."""
+        """The state database, exclusively. One connection stays open: opening and closing a
+        DuckDB file (a checkpoint each time) would cost more than a processing pass."""
         with self._lock:
-            con = duckdb.connect(
-                str(self.folder / "state.duckdb"),
-                config={"threads": self.threads, "memory_limit": self.memory_limit},
-            )
+            if self._con is None:
+                self._con = duckdb.connect(
+                    str(self.folder / "state.duckdb"),
+                    config={"threads": self.threads, "memory_limit": self.memory_limit},
+                )
+                self._con.execute(STATE_SCHEMA)
             try:
-                con.execute(STATE_SCHEMA)
-                yield con
-            finally:
-                con.close()
+                yield self._con
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        assert self._con is not None
+        try:
+            self._con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # no transaction was open
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
 
     def meta(self, con: duckdb.DuckDBPyConnection, key: str, default: int = 0) -> int:
         rows = con.execute("SELECT v FROM meta WHERE k = ?", [key]).fetchall()
