@@ -126,6 +126,16 @@ def parse_customer_file(
         raise CalculateTypeUnsupported(
             f"calculate_type {calculate_type!r} is not supported", field="calculate_type"
         )
+    if _contains(path, DELIMITER):
+        # The reader splits lines on \x01 and would silently drop what follows one: parse a
+        # copy where it is replaced by another control byte, so the line is kept whole and
+        # rejected as a control character (rare: no identifier contains either byte).
+        copy = path.with_name(path.name + ".lines")  # beside the upload: purged at start
+        try:
+            _replace_byte(path, copy, DELIMITER, CONTROL_MARK)
+            return parse_customer_file(con, copy, calculate_type, out, region=region)
+        finally:
+            copy.unlink(missing_ok=True)
     src = str(path).replace("'", "''")
     con.execute("DROP TABLE IF EXISTS rj_errors; DROP TABLE IF EXISTS rj_scans")
     con.execute(
@@ -166,6 +176,25 @@ def parse_customer_file(
         "DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS fallback"
     )
     return result
+
+
+DELIMITER = b"\x01"  # the reader's column delimiter: never expected in a customer file
+CONTROL_MARK = b"\x02"  # what a \x01 is replaced with (chr(2) in the SQL above)
+_CHUNK = 8 * 1024 * 1024
+
+
+def _contains(path: Path, byte: bytes) -> bool:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            if byte in chunk:
+                return True
+    return False
+
+
+def _replace_byte(src: Path, dst: Path, old: bytes, new: bytes) -> None:
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(_CHUNK):
+            fout.write(chunk.replace(old, new))
 
 
 def _renumber(con: duckdb.DuckDBPyConnection) -> None:
@@ -229,8 +258,10 @@ def _stage(con: duckdb.DuckDBPyConnection, kinds: list[str], region: str | None)
     well_formed = f"length(line) <= {MAX_LINE}"
     if n > 1:
         well_formed += f" AND strlen(line) - strlen(replace(line, ',', '')) = {n - 1}"
+    well_formed = f"NOT contains(line, chr(2)) AND {well_formed}"
     query = f"""SELECT row_no, line, ({well_formed}) AS well,
-        CASE WHEN length(line) > {MAX_LINE} THEN 'line_too_long'
+        CASE WHEN contains(line, chr(2)) THEN 'control_character'
+             WHEN length(line) > {MAX_LINE} THEN 'line_too_long'
              WHEN NOT ({well_formed}) THEN 'wrong_field_count' END AS line_reason
         FROM lines"""
     if "phone" in kinds:

@@ -14,6 +14,7 @@ watermark that marks it done.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -71,10 +72,8 @@ class EventStore:
 
     def _rollback(self) -> None:
         assert self._con is not None
-        try:
+        with contextlib.suppress(duckdb.Error):  # no transaction was open
             self._con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass  # no transaction was open
 
     def close(self) -> None:
         with self._lock:

@@ -407,6 +407,16 @@ def test_exact_counts_per_reason(server: Server, acct: tuple[str, str]) -> None:
     assert counts == {"rows": 14, "valid": 4, "matched": 2, "rejected": 10, **expected}
 
 
+def test_control_byte_line_is_rejected_not_cut_short(server: Server, acct: tuple[str, str]) -> None:
+    """A \\x01 byte (the reader's internal delimiter) must not silently truncate a line."""
+    content = f"{EMAILS[0]}\n{EMAILS[1]}\x01{EMAILS[2]}\n\x01{EMAILS[3]}\n{EMAILS[4]}\n".encode()
+    body = upload(server, acct, content)
+    assert body["code"] == 0, body
+    stored = server.runtime.uploads.get(int(acct[0]), body["data"]["file_path"])
+    assert (stored.rows_total, stored.rows_valid, stored.rows_rejected) == (4, 2, 2)
+    assert stored.rejects["reject_lines"] == {"control_character": [2, 3]}
+
+
 def test_upload_request_shape(server: Server, acct: tuple[str, str]) -> None:
     adv, token = acct
     fields = {
