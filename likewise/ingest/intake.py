@@ -22,7 +22,7 @@ class EventIntake:
         folder = settings.data_dir / "events"
         self.log = EventLog(folder / "log")
         self.store = EventStore(folder, threads=settings.duckdb_threads)
-        self.processor = EventProcessor(self.log, self.store)
+        self.processor = EventProcessor(self.log, self.store, clock=clock)
 
     def window(self) -> Window:
         return Window(now=self.clock(), max_age_days=self.settings.event_retention_days)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -34,6 +35,7 @@ from likewise.store.events import EventStore
 log = logging.getLogger(__name__)
 
 DEDUP_SECONDS = 48 * 3600
+PURGE_EVERY_SECONDS = 3600  # how often dedup keys past the window are forgotten
 MERGE_SECONDS = 5 * 60
 FIELDS = EventRecord.__struct_fields__
 _ROWS = msgspec.msgpack.Decoder()  # untyped: array-like records come back as plain lists
@@ -83,11 +85,13 @@ class EventProcessor:
         *,
         interval: float = 0.5,
         on_stored: Callable[[set[int]], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.log = log_
         self.store = store
         self.interval = interval
         self.on_stored = on_stored  # called with the ids of sources that got new events
+        self.clock = clock
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pass = threading.Lock()  # one pass at a time (background thread or flush)
@@ -113,12 +117,17 @@ class EventProcessor:
         return self.run_once()
 
     def _run(self) -> None:
+        last_purge = 0.0
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
                 self.log.rotate()
                 self.run_once()
+                now = self.clock()
+                if now - last_purge > PURGE_EVERY_SECONDS:
+                    self.purge_seen(now)
+                    last_purge = now
                 self.last_error = None
             except Exception as exc:  # keep the thread alive; the segment is retried next pass
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -157,3 +157,13 @@ def test_replay_after_a_crash_before_commit_stores_nothing_twice(
     assert [r[0] for r in stored(store)] == ["a", "b"]
     assert stats(store)["received"] == 2
     assert not log.sealed()
+
+
+def test_dedup_keys_past_the_window_are_forgotten(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    log.append(encode_batch([ev("old", received=T0), ev("new", received=T0 + 47 * 3600)]))
+    proc.flush()
+    proc.purge_seen(T0 + 48 * 3600 + 1)
+    with store.state() as con:
+        kept = con.execute("SELECT event_id FROM seen ORDER BY event_id").fetchall()
+    assert kept == [("new",)]
