@@ -117,7 +117,7 @@ class EventProcessor:
         return self.run_once()
 
     def _run(self) -> None:
-        last_purge = 0.0
+        last_purge = self.clock()  # the first purge an hour after start, not at once
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()

@@ -109,7 +109,8 @@ def decoded(path: Path, head: bytes) -> str:
                 "SELECT table_schema, table_name FROM information_schema.tables"
             ).fetchall()
             parts = [repr(con.execute(f'SELECT * FROM "{s}"."{t}"').fetchall()) for s, t in tables]
-            assert any(t == "ident" for _, t in tables)  # the scan does see the graph
+            if path.name == "platform.duckdb":
+                assert any(t == "ident" for _, t in tables)  # the scan does see the graph
             return "\n".join(parts)
         finally:
             con.close()
@@ -334,6 +335,9 @@ def test_no_raw_identifier_at_rest_or_in_logs(
 
     # --- at rest -----------------------------------------------------------------------------
     data_dir = server.data_dir
+    # The event processor keeps its state database open; release it so the scan can read it.
+    server.runtime.events.processor.stop()
+    server.runtime.events.store.close()
     assert scan_data_dir(data_dir) == {}
     assert list((data_dir / "tmp").iterdir()) == []
     uploads = sorted((data_dir / "uploads").iterdir())
