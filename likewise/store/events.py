@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -64,6 +65,9 @@ class EventStore:
                     config={"threads": self.threads, "memory_limit": self.memory_limit},
                 )
                 self._con.execute(STATE_SCHEMA)
+                # Closed at exit at the latest: a DuckDB connection torn down during interpreter
+                # shutdown can crash the process.
+                weakref.finalize(self, self._con.close)
             try:
                 yield self._con
             except BaseException:

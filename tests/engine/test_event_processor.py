@@ -47,6 +47,7 @@ def pipeline(tmp_path: Path) -> Iterator[tuple[EventLog, EventStore, EventProces
     store = EventStore(tmp_path)
     yield log, store, EventProcessor(log, store)
     log.close()
+    store.close()
 
 
 def stored(store: EventStore) -> list[tuple[object, ...]]:
