@@ -60,9 +60,19 @@ class Runtime:
         )
         self.segments = Segments(self.audiences)
         self.sources = EventSources(self.db, clock)
-        self.events = EventIntake(settings, clock=lambda: clock().replace(tzinfo=UTC).timestamp())
+        self.events = EventIntake(
+            settings,
+            clock=lambda: clock().replace(tzinfo=UTC).timestamp(),
+            graph=self.graph,
+        )
         # Sources show ACTIVE once their events are stored (one write per batch, not request).
         self.events.processor.on_stored = lambda ids: self.sources.record_activity(ids, clock())
+
+    def erase_users(self, ext_ids: list[str]) -> tuple[int, list[str]]:
+        """Erase platform users everywhere: identity graph, audiences (at once), events."""
+        uids, missing = self.graph.erase_uids(ext_ids)
+        self.events.erase(uids)
+        return len(uids), missing
 
     def start(self) -> None:
         """Start background work (jobs left over from a previous run resume)."""

@@ -132,7 +132,7 @@ def users_consent(
 def users_erase(user_ids: Annotated[list[str], typer.Argument(help="Platform user ids.")]) -> None:
     """Erase users: removed from every audience, identifiers deleted."""
     with _errors(), _runtime() as rt:
-        erased, missing = rt.graph.erase(user_ids)
+        erased, missing = rt.erase_users(user_ids)
     _print_json({"erased": erased, "not_found": missing})
 
 

@@ -11,11 +11,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
 from likewise.domain import events as names
-from likewise.errors import InvalidParameter
+from likewise.errors import InvalidParameter, NotHashed
 from likewise.identity.device import normalize_device_id
 from likewise.identity.hashing import sha256_hex
 from likewise.ingest import schema as wire
@@ -24,6 +25,7 @@ from likewise.ingest.records import EventRecord
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{32}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_DECIMAL = re.compile(r"\s*-?[0-9]+(?:\.[0-9]+)?\s*")
 _JSON = msgspec.json.Encoder()
 
 
@@ -94,9 +96,9 @@ def _track_record(
         event_id=_event_id(ev.event_id, at),
         test=test,
         limited=bool(ev.limited_data_use) or user.att_status == "DENIED",
-        email=_hashed(user.email),
-        phone=_hashed(user.phone),
-        external_id=_hashed(user.external_id),
+        email=_hashed(user.email, at, "user.email"),
+        phone=_hashed(user.phone, at, "user.phone"),
+        external_id=_hashed(user.external_id, at, "user.external_id"),
         ttclid=user.ttclid or None,
         ttp=user.ttp or None,
         idfa=_device(user.idfa, at, "user.idfa"),
@@ -107,7 +109,7 @@ def _track_record(
         ad_id=ad.ad_id or None if ad else None,
         lead_id=lead.lead_id or None if lead else None,
     )
-    if ev.properties:
+    if ev.properties is not None:
         _properties(record, ev.properties, at)
     return record
 
@@ -144,15 +146,15 @@ def pixel_records(
             received_at=window.now,
             event_id=_event_id(item.event_id, at),
             test=test,
-            email=_hashed(user.email),
-            phone=_hashed(user.phone_number),
-            external_id=_hashed(user.external_id),
+            email=_hashed(user.email, at, "context.user.email"),
+            phone=_hashed(user.phone_number, at, "context.user.phone_number"),
+            external_id=_hashed(user.external_id, at, "context.user.external_id"),
             ttp=user.ttp or None,
             ttclid=ctx.ad.callback or None if ctx.ad else None,
             url=page.url or None if page else None,
             referrer=page.referrer or None if page else None,
         )
-        if item.properties:
+        if item.properties is not None:
             _properties(record, item.properties, at)
         out.append(record)
     return out
@@ -185,11 +187,11 @@ def offline_records(
             received_at=window.now,
             event_id=_event_id(item.event_id, at),
             test=test,
-            email=_hashed(user.email),
-            phone=_hashed(user.phone_number),
-            external_id=_hashed(user.external_id),
+            email=_hashed(user.email, at, "context.user.email"),
+            phone=_hashed(user.phone_number, at, "context.user.phone_number"),
+            external_id=_hashed(user.external_id, at, "context.user.external_id"),
         )
-        if item.properties:
+        if item.properties is not None:
             _properties(record, item.properties, at)
         out.append(record)
     return out
@@ -251,13 +253,27 @@ def _event_id(value: str | None, at: str) -> str | None:
     return value
 
 
-def _hashed(value: str | list[str] | None) -> list[str]:
-    """SHA-256 hex digests, lowercased (msgspec already refused anything else, see schema)."""
+def _hashed(value: str | list[str] | None, at: str, name: str) -> list[str]:
+    """SHA-256 hex digests, lowercased. A raw e-mail or phone is refused: it must never reach
+    the server unhashed (TikTok's "PII not hashed", 40062)."""
     if not value:
         return []
-    if isinstance(value, str):
-        return [value.lower()]
-    return [v.lower() for v in value if v]
+    values = [value] if isinstance(value, str) else value
+    if len(values) > names.MAX_IDS_PER_KEY:
+        raise _bad(at, name, f"holds {len(values)} values; at most {names.MAX_IDS_PER_KEY}")
+    out = []
+    for v in values:
+        if not v:
+            continue  # some clients send "" for "none"
+        if len(v) != 64 or not _SHA256.fullmatch(v):
+            field = f"{at}{name}"
+            raise NotHashed(
+                f"{field} must be SHA-256 hashed (64 hex characters) before sending; raw or "
+                "otherwise encoded values are refused",
+                field=field,
+            )
+        out.append(v.lower())
+    return out
 
 
 def _device(value: str | None, at: str, name: str) -> str | None:
@@ -279,44 +295,60 @@ def _device(value: str | None, at: str, name: str) -> str | None:
     return sha256_hex(norm)
 
 
-_PROPERTIES = msgspec.json.Decoder(wire.Properties)
+def _properties(record: EventRecord, props: dict[str, Any], at: str) -> None:
+    """Reads the fields rules filter on (checked by msgspec) and keeps the object as sent.
 
-
-def _properties(record: EventRecord, raw: msgspec.Raw, at: str) -> None:
-    """Reads the fields rules filter on (typed by msgspec) and keeps the object as sent."""
-    if bytes(raw) == b"null":
-        return
-    if len(raw) > names.MAX_PROPERTIES_BYTES:
+    (Not ``msgspec.Raw``: with it, version 0.19.0 sometimes crashed the process at exit.)"""
+    text = _JSON.encode(props)
+    if len(text) > names.MAX_PROPERTIES_BYTES:
         raise _bad(
-            at, "properties", f"is {len(raw)} bytes of JSON; at most {names.MAX_PROPERTIES_BYTES}"
+            at, "properties", f"is {len(text)} bytes of JSON; at most {names.MAX_PROPERTIES_BYTES}"
         )
     try:
-        props = _PROPERTIES.decode(raw)
+        typed = msgspec.convert(props, wire.Properties)
     except msgspec.ValidationError as exc:
         message, field = wire.describe(str(exc))
-        if field is None:  # the value itself is not an object
+        if field is None:
             raise _bad(at, "properties", "must be a JSON object") from None
         full = f"{at}properties.{field}"
         raise InvalidParameter(message.replace(field, full, 1), field=full) from None
-    record.properties = bytes(raw).decode()
-    if props.value is not None:
-        record.value = float(props.value)
-    if props.currency is not None:
-        record.currency = props.currency.upper()
-    record.content_type = props.content_type
-    ids = [str(x) for x in props.content_ids] if props.content_ids else []
-    if props.content_id is not None:
-        ids.append(str(props.content_id))
-    categories = [props.content_category] if props.content_category else []
-    prices = [float(props.price)] if props.price is not None else []
-    for item in props.contents or ():
+    record.properties = text.decode()
+    at_props = f"{at}properties."
+    record.value = _decimal(typed.value, at_props, "value")
+    if typed.currency is not None:
+        if not _CURRENCY.fullmatch(typed.currency.strip().upper()):
+            raise _bad(at_props, "currency", "must be an ISO 4217 code such as USD")
+        record.currency = typed.currency.strip().upper()
+    record.content_type = typed.content_type
+    ids = [str(x) for x in typed.content_ids] if typed.content_ids else []
+    if typed.content_id is not None:
+        ids.append(str(typed.content_id))
+    categories = [typed.content_category] if typed.content_category else []
+    price = _decimal(typed.price, at_props, "price")
+    prices = [price] if price is not None else []
+    for j, item in enumerate(typed.contents or ()):
         if item.content_id is not None:
             ids.append(str(item.content_id))
         if item.content_category:
             categories.append(item.content_category)
-        if item.price is not None:
-            prices.append(float(item.price))
+        price = _decimal(item.price, at_props, f"contents[{j}].price")
+        if price is not None:
+            prices.append(price)
+        _decimal(item.quantity, at_props, f"contents[{j}].quantity")
     record.content_ids, record.content_categories, record.prices = ids, categories, prices
+
+
+def _decimal(value: float | str | None, at: str, name: str) -> float | None:
+    """A number, or a plain decimal string ("12.50"): no symbols, no thousands separators."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        if not _DECIMAL.fullmatch(value):
+            raise _bad(at, name, "must be a plain decimal number such as 12.50")
+        value = float(value)
+    if not math.isfinite(value):
+        raise _bad(at, name, "must be a finite number")
+    return float(value)
 
 
 # --- the Likewise pixel -----------------------------------------------------------------------
@@ -346,15 +378,15 @@ def collect_records(body: wire.CollectBody, source: Source, window: Window) -> l
             event_time=_timestamp(item.timestamp, at, window),
             received_at=window.now,
             event_id=_event_id(item.event_id, at),
-            email=_hashed(user.email),
-            phone=_hashed(user.phone_number),
-            external_id=_hashed(user.external_id),
+            email=_hashed(user.email, at, "user.email"),
+            phone=_hashed(user.phone_number, at, "user.phone_number"),
+            external_id=_hashed(user.external_id, at, "user.external_id"),
             ttp=item.ttp or None,
             ttclid=item.ttclid or None,
             url=page.url or None if page else None,
             referrer=page.referrer or None if page else None,
         )
-        if item.properties:
+        if item.properties is not None:
             _properties(record, item.properties, at)
         out.append(record)
     return out

@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
+from likewise.ingest.identity import CANDIDATE_COLUMNS, EventResolver
 from likewise.ingest.records import EventRecord
 from likewise.store.eventlog import EventLog
 from likewise.store.events import EventStore
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 DEDUP_SECONDS = 48 * 3600
 PURGE_EVERY_SECONDS = 3600  # how often dedup keys past the window are forgotten
+PENDING_EVERY_SECONDS = 30  # how often unresolved events are tried again (imports, links)
 MERGE_SECONDS = 5 * 60
 FIELDS = EventRecord.__struct_fields__
 _ROWS = msgspec.msgpack.Decoder()  # untyped: array-like records come back as plain lists
@@ -86,12 +88,14 @@ class EventProcessor:
         interval: float = 0.5,
         on_stored: Callable[[set[int]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        resolver: EventResolver | None = None,
     ) -> None:
         self.log = log_
         self.store = store
         self.interval = interval
         self.on_stored = on_stored  # called with the ids of sources that got new events
         self.clock = clock
+        self.resolver = resolver
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pass = threading.Lock()  # one pass at a time (background thread or flush)
@@ -112,12 +116,15 @@ class EventProcessor:
         self._wake.set()
 
     def flush(self) -> int:
-        """Process everything acknowledged so far (tests, the CLI, shutdown)."""
+        """Process everything acknowledged so far and retry unresolved events (tests, CLI)."""
         self.log.rotate()
-        return self.run_once()
+        stored = self.run_once()
+        self.resolve_pending()
+        return stored
 
     def _run(self) -> None:
         last_purge = self.clock()  # the first purge an hour after start, not at once
+        last_pending = last_purge
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
@@ -125,6 +132,9 @@ class EventProcessor:
                 self.log.rotate()
                 self.run_once()
                 now = self.clock()
+                if now - last_pending > PENDING_EVERY_SECONDS:
+                    self.resolve_pending()
+                    last_pending = now
                 if now - last_purge > PURGE_EVERY_SECONDS:
                     self.purge_seen(now)
                     last_purge = now
@@ -171,6 +181,8 @@ class EventProcessor:
                       limited = stats.limited + excluded.limited"""
                 )
                 con.unregister("new_stats")
+            if self.resolver is not None:
+                self.resolver.resolve(con, _candidates(keep), self.clock())
             self.store.set_meta(con, "next_eid", next_eid)
             self.store.set_meta(con, "last_segment", seq)
             con.execute("COMMIT")
@@ -235,6 +247,51 @@ class EventProcessor:
             keep.append(row)
         return keep, stats, new_seen, next_eid
 
+    def resolve_pending(self) -> int:
+        """Try again to resolve stored events that have no user yet."""
+        if self.resolver is None:
+            return 0
+        with self._pass:
+            source = self.store.sql_source()
+            if source is None:
+                return 0
+            with self.store.state() as con:
+                rows = con.execute(
+                    f"""SELECT {", ".join(CANDIDATE_COLUMNS)} FROM {source}
+                    WHERE NOT limited AND eid NOT IN (SELECT eid FROM event_uid)
+                      AND (len(email) > 0 OR len(phone) > 0 OR idfa IS NOT NULL
+                           OR gaid IS NOT NULL OR ttp IS NOT NULL OR len(external_id) > 0)"""
+                ).fetchall()
+                candidates = pa.table(_columns(rows, CANDIDATE_TYPES))
+                if candidates.num_rows == 0:
+                    return 0
+                con.execute("BEGIN TRANSACTION")
+                resolved = self.resolver.resolve(con, candidates, self.clock())
+                con.execute("COMMIT")
+                return resolved
+
+    def erase(self, uids: list[int]) -> int:
+        """Remove erased users' events: their rows (and copies merged into them) leave the
+        Parquet parts, and their resolutions and learned links are deleted. Returns the number
+        of events removed."""
+        if not uids:
+            return 0
+        with self._pass, self.store.state() as con:
+            con.register("gone_users", pa.table({"uid": pa.array(uids, pa.uint32())}))
+            eids = [
+                int(e)
+                for (e,) in con.execute(
+                    "SELECT eid FROM event_uid WHERE uid IN (SELECT uid FROM gone_users)"
+                ).fetchall()
+            ]
+            removed = self.store.remove_events(eids)
+            con.execute("BEGIN TRANSACTION")
+            con.execute("DELETE FROM event_uid WHERE uid IN (SELECT uid FROM gone_users)")
+            con.execute("DELETE FROM links WHERE uid IN (SELECT uid FROM gone_users)")
+            con.execute("COMMIT")
+            con.unregister("gone_users")
+            return removed
+
     def purge_seen(self, now: float) -> None:
         """Forget dedup keys older than the 48-hour window."""
         with self.store.state() as con:
@@ -248,6 +305,40 @@ SEEN_TYPES = {
     "channel": pa.string(),
     "received_at": pa.float64(),
 }
+
+
+CANDIDATE_TYPES = {
+    "eid": pa.int64(),
+    "advertiser_id": pa.int64(),
+    "email": pa.list_(pa.string()),
+    "phone": pa.list_(pa.string()),
+    "idfa": pa.string(),
+    "gaid": pa.string(),
+    "ttp": pa.string(),
+    "external_id": pa.list_(pa.string()),
+    "merged_into": pa.int64(),
+}
+_EID, _MERGED = len(FIELDS), len(FIELDS) + 1  # appended to each kept row by _dedup
+
+
+def _candidates(keep: list[list[Any]]) -> pa.Table:
+    """The kept rows a resolver may use (not those with limited data use)."""
+    rows = [
+        [
+            r[_EID],
+            r[I["advertiser_id"]],
+            r[I["email"]],
+            r[I["phone"]],
+            r[I["idfa"]],
+            r[I["gaid"]],
+            r[I["ttp"]],
+            r[I["external_id"]],
+            r[_MERGED],
+        ]
+        for r in keep
+        if not r[I["limited"]]
+    ]
+    return pa.table(_columns(rows, CANDIDATE_TYPES))
 
 
 def _day(t: float) -> date:

@@ -13,26 +13,22 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from likewise.domain.events import MAX_CONTENTS, MAX_IDS_PER_KEY, MAX_TEXT
-from likewise.errors import InvalidParameter, NotHashed
+from likewise.domain.events import MAX_CONTENTS, MAX_TEXT
+from likewise.errors import InvalidParameter
 
 T = TypeVar("T")
 
-# SHA-256 hex (or empty, which some clients send for "none"). Checked by msgspec in C; a value
-# that does not match is reported as "PII not hashed" (40062), see decode().
-Hashed = Annotated[str, msgspec.Meta(pattern="^(?:[0-9a-fA-F]{64})?$")]
-HashedList = Annotated[list[Hashed], msgspec.Meta(max_length=MAX_IDS_PER_KEY)]
-StrOrList = Hashed | HashedList | None
+# Identifiers must be SHA-256 hex; that is checked in Python (ingest.events), not with a
+# msgspec pattern constraint: with one inside a union, msgspec 0.19.0 sometimes crashed the
+# process at garbage collection.
+StrOrList = str | list[str] | None
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
-Number = float | Annotated[str, msgspec.Meta(pattern=r"^\s*-?[0-9]+(?:\.[0-9]+)?\s*$")]
+Number = float | str  # a number, or a plain decimal string ("19.90"), checked in Python
 AttStatus = Literal["AUTHORIZED", "DENIED", "NOT_DETERMINED", "RESTRICTED", "NOT_APPLICABLE"]
 
 
 class Wire(msgspec.Struct, omit_defaults=True):
     pass
-
-
-EMPTY = msgspec.Raw(b"")  # an absent properties object
 
 
 # --- properties (the fields rules filter on; the rest is kept as sent) ----------------------
@@ -49,7 +45,7 @@ class Content(Wire):
 
 class Properties(Wire):
     value: Number | None = None
-    currency: Annotated[str, msgspec.Meta(pattern="^[A-Za-z]{3}$")] | None = None
+    currency: str | None = None
     content_type: str | None = None
     content_id: str | int | None = None
     content_ids: Annotated[list[str | int], msgspec.Meta(max_length=MAX_CONTENTS)] | None = None
@@ -108,7 +104,7 @@ class Event(Wire):
     event_time: int | float
     event_id: str | None = None
     user: User | None = None
-    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
+    properties: dict[str, Any] | None = None
     page: Page | None = None
     app: App | None = None
     ad: Ad | None = None
@@ -128,9 +124,9 @@ class TrackBody(Wire):
 
 
 class PixelUser(Wire):
-    email: Hashed | None = None
-    phone_number: Hashed | None = None
-    external_id: Hashed | None = None
+    email: str | None = None
+    phone_number: str | None = None
+    external_id: str | None = None
     ttp: Text | None = None
 
 
@@ -152,7 +148,7 @@ class PixelTrackBody(Wire):
     event_id: str | None = None
     timestamp: str | None = None
     context: PixelContext | None = None
-    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
+    properties: dict[str, Any] | None = None
     test_event_code: str | None = None
     partner_name: str | None = None
 
@@ -163,7 +159,7 @@ class PixelBatchItem(Wire):
     event_id: str | None = None
     timestamp: str | None = None
     context: PixelContext | None = None
-    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
+    properties: dict[str, Any] | None = None
 
 
 class PixelBatchBody(Wire):
@@ -189,7 +185,7 @@ class OfflineTrackBody(Wire):
     event_id: str | None = None
     timestamp: str | None = None
     context: OfflineContext | None = None
-    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
+    properties: dict[str, Any] | None = None
     test_event_code: str | None = None
     partner_name: str | None = None
 
@@ -199,7 +195,7 @@ class OfflineBatchItem(Wire):
     event_id: str | None = None
     timestamp: str | None = None
     context: OfflineContext | None = None
-    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
+    properties: dict[str, Any] | None = None
 
 
 class OfflineBatchBody(Wire):
@@ -225,12 +221,6 @@ def decode(model: type[T], raw: bytes) -> T:
         return decoder.decode(raw)  # type: ignore[no-any-return]
     except msgspec.ValidationError as exc:
         message, field = describe(str(exc))
-        if "matching regex '^(?:[0-9a-fA-F]{64})?$'" in str(exc):
-            raise NotHashed(
-                f"{field} must be SHA-256 hashed (64 hex characters) before sending; raw or "
-                "otherwise encoded values are refused",
-                field=field,
-            ) from None
         raise InvalidParameter(message, field=field) from None
     except msgspec.DecodeError:
         raise InvalidParameter("the request body is not valid JSON") from None
@@ -260,16 +250,16 @@ def describe(text: str) -> tuple[str, str | None]:
 
 
 class CollectUser(Wire):
-    email: Hashed | None = None  # SHA-256, hashed in the browser
-    phone_number: Hashed | None = None
-    external_id: Hashed | None = None
+    email: str | None = None  # SHA-256, hashed in the browser
+    phone_number: str | None = None
+    external_id: str | None = None
 
 
 class CollectEvent(Wire):
     event: str
     event_id: str | None = None
     timestamp: str | None = None
-    properties: msgspec.Raw = EMPTY  # raw JSON (msgspec cannot put Raw in a union)
+    properties: dict[str, Any] | None = None
     page: Page | None = None
     user: CollectUser | None = None
     ttp: Text | None = None

@@ -5,7 +5,9 @@ Layout under ``data_dir/events``::
 
     log/                          the durable log (store.eventlog), not yet compacted
     data/advertiser_id=A/day=D/   Parquet parts, one per log segment and partition
-    state.duckdb                  seen (dedup keys), stats, meta (watermarks)
+    state.duckdb                  seen (dedup keys), stats, meta (watermarks), event_uid
+                                  (which user an event is), links (learned browser/external
+                                  ids)
 
 A segment's parts are named after the segment, so processing it again after a crash rewrites
 the same files instead of adding copies; its state changes commit in one transaction with the
@@ -41,6 +43,12 @@ CREATE TABLE IF NOT EXISTS stats (
   PRIMARY KEY (source_id, day, event)
 );
 CREATE TABLE IF NOT EXISTS meta (k VARCHAR PRIMARY KEY, v BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS event_uid (eid BIGINT PRIMARY KEY, uid UINTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS links (
+  advertiser_id BIGINT NOT NULL, kind VARCHAR NOT NULL, value VARCHAR NOT NULL,
+  uid UINTEGER NOT NULL, seen_at DOUBLE NOT NULL,
+  PRIMARY KEY (advertiser_id, kind, value)
+);
 """
 
 
@@ -124,6 +132,50 @@ class EventStore:
         base = self.data if advertiser_id is None else self.data / f"advertiser_id={advertiser_id}"
         pattern = str(base / "**" / "*.parquet").replace("'", "''")
         return f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
+
+    def remove_events(self, eids: list[int]) -> int:
+        """Rewrite the parts holding these events (or copies merged into them) without them;
+        each part is replaced atomically. Returns how many rows were removed."""
+        source = self.sql_source()
+        if not eids or source is None:
+            return 0
+        con = duckdb.connect(config={"threads": self.threads})
+        try:
+            con.register("gone", pa.table({"eid": pa.array(eids, pa.int64())}))
+            pattern = str(self.data / "**" / "*.parquet").replace("'", "''")
+            parts = [
+                Path(f)
+                for (f,) in con.execute(
+                    f"""SELECT DISTINCT filename FROM read_parquet('{pattern}', filename = true,
+                          union_by_name = true)
+                    WHERE eid IN (SELECT eid FROM gone) OR merged_into IN (SELECT eid FROM gone)"""
+                ).fetchall()
+            ]
+            removed = 0
+            keep = """WHERE eid NOT IN (SELECT eid FROM gone)
+                      AND (merged_into IS NULL OR merged_into NOT IN (SELECT eid FROM gone))"""
+            for part in parts:
+                src = str(part).replace("'", "''")
+                before, after = con.execute(
+                    f"""SELECT count(*), count(*) FILTER ({keep.removeprefix("WHERE ")})
+                    FROM read_parquet('{src}')"""
+                ).fetchall()[0]
+                removed += int(before) - int(after)
+                if after == 0:
+                    part.unlink()
+                    continue
+                tmp = part.with_name(f".{part.name}.tmp")
+                target = str(tmp).replace("'", "''")
+                con.execute(
+                    f"""COPY (SELECT * FROM read_parquet('{src}') {keep})
+                    TO '{target}' (FORMAT parquet, COMPRESSION zstd)"""
+                )
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                tmp.replace(part)
+            return removed
+        finally:
+            con.close()
 
     def drop_partition(self, advertiser_id: int, day: date) -> None:
         shutil.rmtree(self.partition(advertiser_id, day), ignore_errors=True)

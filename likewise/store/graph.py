@@ -165,6 +165,27 @@ class PlatformGraph:
             ).fetchnumpy()["uid"]
         return BitMap(uids)
 
+    def lookup(self, keys: pa.Table, *, wait_seconds: float = 2.0) -> pa.Table:
+        """``(eid, uid)`` for ``keys(eid, k, kmask)`` (``k`` the decimal text of a 128-bit key):
+        one user per ``eid``, the lowest uid when keys disagree. Raises :class:`GraphBusy` if
+        another process holds the graph for longer than ``wait_seconds``."""
+        if keys.num_rows == 0:
+            return pa.table({"eid": pa.array([], pa.int64()), "uid": pa.array([], pa.uint32())})
+        with self.connect(wait_seconds=wait_seconds) as con:
+            con.register("q", keys)
+            rows = con.execute(
+                """SELECT q.eid, min(i.uid) AS uid FROM q JOIN ident i
+                   ON i.k = q.k::UHUGEINT AND (q.kmask >> i.kind) & 1 = 1 GROUP BY q.eid"""
+            ).fetchall()
+        # Plain rows, not DuckDB's Arrow output: that may point into memory the connection
+        # owns, and the connection is closed here (freeing it later crashed the process).
+        return pa.table(
+            {
+                "eid": pa.array([r[0] for r in rows], pa.int64()),
+                "uid": pa.array([r[1] for r in rows], pa.uint32()),
+            }
+        )
+
     def segment_add(self, audience_id: int, keys: pa.Table) -> BitMap:
         """Remember a streaming segment's keys; returns the users they match."""
         with self.writing() as con:
@@ -222,6 +243,11 @@ class PlatformGraph:
 
     def erase(self, ext_ids: list[str]) -> tuple[int, list[str]]:
         """Erase users: out of every audience at once, identifiers and attributes deleted."""
+        uids, missing = self.erase_uids(ext_ids)
+        return len(uids), missing
+
+    def erase_uids(self, ext_ids: list[str]) -> tuple[list[int], list[str]]:
+        """:meth:`erase`, returning the erased users' uids (their events go too, elsewhere)."""
         with self.writing() as con:
             found = self.uids_for(con, ext_ids)
             con.register("hit", found)
@@ -234,7 +260,8 @@ class PlatformGraph:
             self.write_excluded(con)
             con.execute("CHECKPOINT")  # deleted rows leave the database file now
         known = set(found.column("ext_id").to_pylist())
-        return found.num_rows, [x for x in ext_ids if x not in known]
+        uids = [int(u) for u in found.column("uid").to_pylist()]
+        return uids, [x for x in ext_ids if x not in known]
 
     def counts(self) -> dict[str, int]:
         with self.connect() as con:

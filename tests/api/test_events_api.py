@@ -493,3 +493,27 @@ def test_events_survive_a_restart_unprocessed(tmp_path: Path) -> None:
             },
         )
         assert sum(r["received"] for r in body["data"]["list"][0]["stats"]) == 7
+
+
+def test_events_resolve_to_platform_users(tmp_path: Path) -> None:
+    """Through the real API: a hashed e-mail finds its user; the pixel's browser id, once seen
+    with it, finds the same user for the browser-only events before and after."""
+    import pyarrow as pa
+
+    from likewise.ingest.users import import_users
+
+    with serve(tmp_path) as server:
+        import_users(
+            server.runtime.graph,
+            pa.table({"user_id": ["u1"], "email": ["Shopper@Example.com"], "country": ["US"]}),
+        )
+        shop = Shop(server, "resolve")
+        browse = web_event(1)
+        browse["user"] = {"ttp": "cookie-1"}
+        assert track(shop, [browse])["code"] == 0
+        login = web_event(2)
+        login["user"] = {"ttp": "cookie-1", "email": sha("shopper@example.com")}
+        assert track(shop, [login])["code"] == 0
+        server.runtime.events.flush()
+        owners = server.runtime.events.users_of_events(int(shop.advertiser_id))
+        assert set(owners) == {"order-1", "order-2"} and len(set(owners.values())) == 1

@@ -134,7 +134,7 @@ def users_consent(body: BodyDep, runtime: RuntimeDep) -> EnvelopeResponse:
 @router.post("/users/erase")
 def users_erase(body: BodyDep, runtime: RuntimeDep) -> EnvelopeResponse:
     req = parse(UserIds, body)
-    erased, missing = runtime.graph.erase(list(req.user_ids))
+    erased, missing = runtime.erase_users(list(req.user_ids))
     return ok({"erased": erased, "not_found": missing})
 
 

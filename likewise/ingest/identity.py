@@ -1,0 +1,127 @@
+"""Identity resolution: which platform user an event belongs to.
+
+An event's match keys are tried in order:
+
+1. the identity graph: hashed e-mail, phone, IDFA, GAID (the same keys customer files match);
+2. links the advertiser's own events taught: a ``_ttp`` browser id or an ``external_id`` seen on
+   an event that the graph resolved belongs to that user from then on (per advertiser: one
+   shop's cookie ids mean nothing to another).
+
+Results go to ``event_uid(eid, uid)`` in the event state database, not into the Parquet parts,
+so an event can be resolved later: when a link appears (the shopper logs in), or when the
+operator imports the user. A pixel copy merged into a server copy (``merged_into``) lends its
+keys to the first. Events with ``limited`` set (limited data use, ATT denied) are never
+resolved and teach nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+import pyarrow as pa
+
+from likewise.identity.kinds import IdKind
+from likewise.store.graph import GraphBusy, PlatformGraph
+
+log = logging.getLogger(__name__)
+
+# Columns a candidate table must have (from the processor's rows or from the Parquet parts).
+CANDIDATE_COLUMNS = (
+    "eid",
+    "advertiser_id",
+    "email",
+    "phone",
+    "idfa",
+    "gaid",
+    "ttp",
+    "external_id",
+    "merged_into",
+)
+
+_KEYS = f"""
+SELECT eid, ('0x' || substr(h, 1, 32))::UHUGEINT::VARCHAR AS k, kmask::UTINYINT AS kmask FROM (
+  SELECT eid, unnest(email) AS h, {IdKind.EMAIL.bit} AS kmask FROM cand
+  UNION ALL SELECT eid, unnest(phone), {IdKind.PHONE.bit} FROM cand
+  UNION ALL SELECT eid, idfa, {IdKind.IDFA.bit} FROM cand WHERE idfa IS NOT NULL
+  UNION ALL SELECT eid, gaid, {IdKind.GAID.bit} FROM cand WHERE gaid IS NOT NULL)
+"""
+
+_LEARN = """
+INSERT INTO links
+SELECT advertiser_id, kind, value, max(uid), ?::DOUBLE FROM (
+  SELECT c.advertiser_id, 'ttp' AS kind, c.ttp AS value, f.uid
+  FROM cand c JOIN found f USING (eid) WHERE c.ttp IS NOT NULL
+  UNION ALL
+  SELECT c.advertiser_id, 'external_id', unnest(c.external_id), f.uid
+  FROM cand c JOIN found f USING (eid))
+GROUP BY advertiser_id, kind, value
+ON CONFLICT (advertiser_id, kind, value) DO UPDATE SET uid = excluded.uid,
+  seen_at = excluded.seen_at
+"""
+
+_RESOLVE = """
+INSERT INTO event_uid
+WITH ext AS (SELECT eid, advertiser_id, unnest(external_id) AS v FROM cand),
+found_all AS (
+  SELECT eid, uid, 0 AS prio FROM found
+  UNION ALL
+  SELECT c.eid, l.uid, 1 FROM cand c JOIN links l
+    ON l.advertiser_id = c.advertiser_id AND l.kind = 'ttp' AND l.value = c.ttp
+  UNION ALL
+  SELECT e.eid, l.uid, 2 FROM ext e JOIN links l
+    ON l.advertiser_id = e.advertiser_id AND l.kind = 'external_id' AND l.value = e.v),
+best AS (SELECT eid, arg_min(uid, prio) AS uid, min(prio) AS prio FROM found_all GROUP BY eid),
+spread AS (
+  SELECT eid, uid, prio FROM best
+  UNION ALL  -- a merged copy's keys resolve the event it was merged into
+  SELECT c.merged_into, b.uid, b.prio + 10 FROM best b JOIN cand c USING (eid)
+  WHERE c.merged_into IS NOT NULL)
+SELECT eid, arg_min(uid, prio) FROM spread WHERE eid NOT IN (SELECT eid FROM event_uid)
+GROUP BY eid
+"""
+
+
+class EventResolver:
+    def __init__(self, graph: PlatformGraph, *, graph_wait_seconds: float = 2.0) -> None:
+        self.graph = graph
+        self.graph_wait_seconds = graph_wait_seconds
+
+    def resolve(self, con: duckdb.DuckDBPyConnection, candidates: pa.Table, now: float) -> int:
+        """Resolve ``candidates`` (columns :data:`CANDIDATE_COLUMNS`) inside the caller's
+        transaction on the state database; returns how many events got a user."""
+        if candidates.num_rows == 0:
+            return 0
+        con.register("cand", candidates)
+        try:
+            # Copied out as rows: DuckDB's Arrow output can point into memory the connection
+            # owns, and freeing it after the connection closes crashes the process.
+            rows = con.execute(_KEYS).fetchall()
+            keys = pa.table(
+                {
+                    "eid": pa.array([r[0] for r in rows], pa.int64()),
+                    "k": pa.array([r[1] for r in rows], pa.string()),
+                    "kmask": pa.array([r[2] for r in rows], pa.uint8()),
+                }
+            )
+            try:
+                found = self.graph.lookup(keys, wait_seconds=self.graph_wait_seconds)
+            except GraphBusy:  # an import holds the graph: links still work, the rest waits
+                log.info("identity graph busy; %d events left for later", candidates.num_rows)
+                found = pa.table(
+                    {"eid": pa.array([], pa.int64()), "uid": pa.array([], pa.uint32())}
+                )
+            con.register("found", found)
+            try:
+                con.execute(_LEARN, [now])
+                before = _count(con)
+                con.execute(_RESOLVE)
+                return _count(con) - before
+            finally:
+                con.unregister("found")
+        finally:
+            con.unregister("cand")
+
+
+def _count(con: duckdb.DuckDBPyConnection) -> int:
+    return int(con.execute("SELECT count(*) FROM event_uid").fetchall()[0][0])

@@ -1,0 +1,167 @@
+"""Identity resolution of events over a real identity graph, log and event store: graph keys,
+learned browser and external ids, late resolution, merged copies, limited data use."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from likewise.ingest.identity import EventResolver
+from likewise.ingest.processor import EventProcessor
+from likewise.ingest.records import EventRecord, encode_batch
+from likewise.ingest.users import import_users
+from likewise.store.eventlog import EventLog
+from likewise.store.events import EventStore
+from likewise.store.graph import PlatformGraph
+
+T0 = 1_780_000_000.0
+IDFA = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
+
+
+def sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+class World:
+    def __init__(self, tmp: Path) -> None:
+        self.graph = PlatformGraph(tmp / "platform.duckdb")
+        self.log = EventLog(tmp / "events" / "log")
+        self.store = EventStore(tmp / "events")
+        self.proc = EventProcessor(
+            self.log, self.store, clock=lambda: T0, resolver=EventResolver(self.graph)
+        )
+
+    def users(self, rows: dict[str, dict[str, str]]) -> None:
+        table = pa.table(
+            {
+                "user_id": list(rows),
+                "email": [r.get("email") for r in rows.values()],
+                "phone": [r.get("phone") for r in rows.values()],
+                "idfa": [r.get("idfa") for r in rows.values()],
+                "country": ["US"] * len(rows),
+            }
+        )
+        import_users(self.graph, table)
+
+    def uid(self, user_id: str) -> int:
+        with self.graph.connect() as con:
+            return int(
+                con.execute("SELECT uid FROM users WHERE ext_id = ?", [user_id]).fetchall()[0][0]
+            )
+
+    def send(self, *records: EventRecord) -> None:
+        self.log.append(encode_batch(list(records)))
+        self.proc.flush()
+
+    def owners(self) -> dict[str, int]:
+        source = self.store.sql_source()
+        assert source is not None
+        with self.store.state() as con:
+            rows = con.execute(
+                f"""SELECT e.event_id, u.uid FROM {source} e JOIN event_uid u USING (eid)
+                WHERE e.merged_into IS NULL"""
+            ).fetchall()
+        return {str(e): int(u) for e, u in rows}
+
+
+def ev(event_id: str, *, advertiser: int = 7, channel: str = "web", **keys: object) -> EventRecord:
+    return EventRecord(
+        source_id=advertiser * 10,
+        advertiser_id=advertiser,
+        channel=channel,
+        event="ViewContent",
+        event_time=T0 - 60,
+        received_at=T0,
+        event_id=event_id,
+        **keys,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    w.users(
+        {
+            "ann": {"email": "Ann.Lee@Example.com", "phone": "+1 415 555 0101"},
+            "bob": {"email": "bob@example.com", "idfa": IDFA},
+        }
+    )
+    yield w
+    w.log.close()
+    w.store.close()
+
+
+def test_graph_keys_resolve(world: World) -> None:
+    world.send(
+        ev("by-email", email=[sha("ann.lee@example.com")]),  # Events API rule: trim + lowercase
+        ev("by-phone", phone=[sha("+14155550101")]),
+        ev("by-idfa", idfa=sha(IDFA.lower())),
+        ev("nobody", email=[sha("stranger@example.com")]),
+        ev("no-keys"),
+    )
+    ann, bob = world.uid("ann"), world.uid("bob")
+    assert world.owners() == {"by-email": ann, "by-phone": ann, "by-idfa": bob}
+
+
+def test_browser_id_learned_from_a_login_resolves_earlier_events(world: World) -> None:
+    world.send(ev("browse-1", ttp="cookie-a"), ev("browse-2", ttp="cookie-a"))
+    assert world.owners() == {}
+    world.send(ev("login", ttp="cookie-a", email=[sha("bob@example.com")]))
+    bob = world.uid("bob")
+    assert world.owners() == {"browse-1": bob, "browse-2": bob, "login": bob}
+    world.send(ev("later", ttp="cookie-a"))  # and every later visit at once
+    assert world.owners()["later"] == bob
+
+
+def test_links_belong_to_one_advertiser(world: World) -> None:
+    world.send(ev("login", ttp="cookie-b", external_id=["crm-9"], email=[sha("bob@example.com")]))
+    world.send(
+        ev("same-shop-ext", external_id=["crm-9"]),
+        ev("other-shop", advertiser=8, ttp="cookie-b"),
+    )
+    owners = world.owners()
+    assert owners["same-shop-ext"] == world.uid("bob")
+    assert "other-shop" not in owners
+
+
+def test_users_imported_later_resolve_stored_events(world: World) -> None:
+    world.send(ev("early", email=[sha("carol@example.com")]))
+    assert world.owners() == {}
+    world.users({"carol": {"email": "carol@example.com"}})
+    world.proc.flush()  # the periodic retry, at once
+    assert world.owners() == {"early": world.uid("carol")}
+
+
+def test_merged_pixel_copy_lends_its_keys(world: World) -> None:
+    world.send(ev("order-1", channel="pixel", ttp="cookie-z"))
+    world.send(ev("order-1", channel="web", email=[sha("ann.lee@example.com")]))
+    assert world.owners() == {"order-1": world.uid("ann")}
+
+
+def test_limited_events_are_never_resolved(world: World) -> None:
+    world.send(ev("ldu", limited=True, email=[sha("bob@example.com")], ttp="cookie-l"))
+    world.send(ev("after", ttp="cookie-l"))
+    assert world.owners() == {}  # and it taught no link either
+
+
+def test_erasing_a_user_removes_their_events(world: World) -> None:
+    bob_mail = sha("bob@example.com")
+    world.send(
+        ev("bob-1", email=[bob_mail], ttp="cookie-e"),
+        ev("ann-1", email=[sha("ann.lee@example.com")]),
+    )
+    world.send(ev("bob-2", ttp="cookie-e"))
+    world.send(ev("bob-1", channel="pixel", ttp="cookie-e"))  # a merged copy goes too
+    assert set(world.owners()) == {"bob-1", "bob-2", "ann-1"}
+    uids, missing = world.graph.erase_uids(["bob"])
+    assert missing == [] and len(uids) == 1
+    assert world.proc.erase(uids) == 3
+    assert world.owners() == {"ann-1": world.uid("ann")}
+    raw = b"".join(p.read_bytes() for p in world.store.parts())
+    assert bob_mail.encode() not in raw and b"cookie-e" not in raw
+    world.send(ev("bob-3", ttp="cookie-e"))  # the learned link is gone as well
+    assert "bob-3" not in world.owners()
