@@ -517,3 +517,8 @@ def test_events_resolve_to_platform_users(tmp_path: Path) -> None:
         server.runtime.events.flush()
         owners = server.runtime.events.users_of_events(int(shop.advertiser_id))
         assert set(owners) == {"order-1", "order-2"} and len(set(owners.values())) == 1
+        # Erasing the user (admin API) removes their events and what was learned from them.
+        erased = server.admin("POST", "/users/erase", json={"user_ids": ["u1"]})
+        assert erased["data"] == {"erased": 1, "not_found": []}
+        assert server.runtime.events.users_of_events(int(shop.advertiser_id)) == {}
+        assert shop.count() == 0
