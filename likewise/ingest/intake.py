@@ -35,6 +35,7 @@ class EventIntake:
             self.store,
             clock=clock,
             resolver=EventResolver(graph) if graph is not None else None,
+            retention_days=settings.event_retention_days,
         )
 
     def window(self) -> Window:

@@ -17,6 +17,7 @@ Deduplication (reference section 5.4), keyed on source + ``event`` + ``event_id`
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections import defaultdict
@@ -25,6 +26,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import msgspec
 import pyarrow as pa
 
@@ -89,6 +91,7 @@ class EventProcessor:
         on_stored: Callable[[set[int]], None] | None = None,
         clock: Callable[[], float] = time.time,
         resolver: EventResolver | None = None,
+        retention_days: int | None = None,
     ) -> None:
         self.log = log_
         self.store = store
@@ -96,6 +99,7 @@ class EventProcessor:
         self.on_stored = on_stored  # called with the ids of sources that got new events
         self.clock = clock
         self.resolver = resolver
+        self.retention_days = retention_days  # days of events kept (the longest lookback)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pass = threading.Lock()  # one pass at a time (background thread or flush)
@@ -137,6 +141,8 @@ class EventProcessor:
                     last_pending = now
                 if now - last_purge > PURGE_EVERY_SECONDS:
                     self.purge_seen(now)
+                    if self.retention_days is not None:
+                        self.purge_expired(now, self.retention_days)
                     last_purge = now
                 self.last_error = None
             except Exception as exc:  # keep the thread alive; the segment is retried next pass
@@ -291,6 +297,40 @@ class EventProcessor:
             con.execute("COMMIT")
             con.unregister("gone_users")
             return removed
+
+    def purge_expired(self, now: float, retention_days: int) -> int:
+        """Drop whole days older than the retention (by event time), with their resolutions.
+        Returns the number of day partitions dropped."""
+        cutoff = _day(now - retention_days * 86400)
+        with self._pass:
+            old = [
+                folder
+                for folder in self.store.data.glob("advertiser_id=*/day=*")
+                if date.fromisoformat(folder.name.removeprefix("day=")) < cutoff
+            ]
+            if not old:
+                return 0
+            eids: list[int] = []
+            reader = duckdb.connect()  # its own: the module's default one is shared
+            try:
+                for folder in old:
+                    pattern = str(folder / "*.parquet").replace("'", "''")
+                    if any(folder.glob("*.parquet")):
+                        eids += [
+                            int(e)
+                            for (e,) in reader.execute(
+                                f"SELECT eid FROM read_parquet('{pattern}', union_by_name = true)"
+                            ).fetchall()
+                        ]
+            finally:
+                reader.close()
+            with self.store.state() as con:
+                con.register("old_eids", pa.table({"eid": pa.array(eids, pa.int64())}))
+                con.execute("DELETE FROM event_uid WHERE eid IN (SELECT eid FROM old_eids)")
+                con.unregister("old_eids")
+            for folder in old:
+                shutil.rmtree(folder, ignore_errors=True)
+            return len(old)
 
     def purge_seen(self, now: float) -> None:
         """Forget dedup keys older than the 48-hour window."""

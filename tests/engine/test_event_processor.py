@@ -168,3 +168,15 @@ def test_dedup_keys_past_the_window_are_forgotten(pipeline) -> None:  # type: ig
     with store.state() as con:
         kept = con.execute("SELECT event_id FROM seen ORDER BY event_id").fetchall()
     assert kept == [("new",)]
+
+
+def test_days_past_the_retention_are_purged(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    old = ev("old", received=T0)
+    old.event_time = T0 - 40 * 86400
+    log.append(encode_batch([old, ev("recent", received=T0)]))
+    proc.flush()
+    assert {r[0] for r in stored(store)} == {"old", "recent"}
+    assert proc.purge_expired(T0, retention_days=30) == 1
+    assert [r[0] for r in stored(store)] == ["recent"]
+    assert proc.purge_expired(T0, retention_days=30) == 0
