@@ -38,6 +38,24 @@ def require_advertiser(principal: Principal, advertiser_id: str | int) -> int:
     return value
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused as soon as it passes ``limit`` bytes (never read whole)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise InvalidParameter(f"the request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidParameter(f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise InvalidParameter("the request body is empty; send a JSON object")
+    return raw
+
+
 async def json_body(request: Request) -> Any:
     """The body as JSON whatever Content-Type the client claimed."""
     raw = await request.body()

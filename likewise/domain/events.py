@@ -68,6 +68,5 @@ MAX_EVENT_NAME = 100
 MAX_EVENT_ID = 256
 MAX_TEXT = 4096  # URLs and other free text
 MAX_PROPERTIES_BYTES = 16 * 1024
-MAX_PROPERTY_KEYS = 100
 MAX_CONTENTS = 100
 MAX_IDS_PER_KEY = 10  # hashed e-mails, phones or external ids on one event

@@ -35,7 +35,6 @@ class Source:
 
     id: int
     advertiser_id: int
-    channel: str  # web | app | offline | crm | pixel | lead | engagement
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,6 @@ class EventIntake:
         """Return once ``records`` are on disk (then they will be processed)."""
         await self.log.append_async(encode_batch(records))
 
-    def accept_sync(self, records: list[EventRecord]) -> None:
-        self.log.append(encode_batch(records))
-
     def start(self) -> None:
         self.processor.start()
 

@@ -17,7 +17,6 @@ Deduplication (reference section 5.4), keyed on source + ``event`` + ``event_id`
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections import defaultdict
@@ -104,7 +103,6 @@ class EventProcessor:
         self._stop = threading.Event()
         self._pass = threading.Lock()  # one pass at a time (background thread or flush)
         self._thread: threading.Thread | None = None
-        self.last_error: str | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="event-processor", daemon=True)
@@ -115,9 +113,6 @@ class EventProcessor:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
-
-    def nudge(self) -> None:
-        self._wake.set()
 
     def flush(self) -> int:
         """Process everything acknowledged so far and retry unresolved events (tests, CLI)."""
@@ -144,9 +139,7 @@ class EventProcessor:
                     if self.retention_days is not None:
                         self.purge_expired(now, self.retention_days)
                     last_purge = now
-                self.last_error = None
-            except Exception as exc:  # keep the thread alive; the segment is retried next pass
-                self.last_error = f"{type(exc).__name__}: {exc}"
+            except Exception:  # keep the thread alive; the segment is retried next pass
                 log.exception("event processing failed; will retry")
 
     def run_once(self) -> int:
@@ -303,11 +296,7 @@ class EventProcessor:
         Returns the number of day partitions dropped."""
         cutoff = _day(now - retention_days * 86400)
         with self._pass:
-            old = [
-                folder
-                for folder in self.store.data.glob("advertiser_id=*/day=*")
-                if date.fromisoformat(folder.name.removeprefix("day=")) < cutoff
-            ]
+            old = self.store.partitions_before(cutoff)
             if not old:
                 return 0
             eids: list[int] = []
@@ -329,7 +318,7 @@ class EventProcessor:
                 con.execute("DELETE FROM event_uid WHERE eid IN (SELECT eid FROM old_eids)")
                 con.unregister("old_eids")
             for folder in old:
-                shutil.rmtree(folder, ignore_errors=True)
+                self.store.drop_partition(folder)
             return len(old)
 
     def purge_seen(self, now: float) -> None:

@@ -116,9 +116,7 @@ class EventStore:
         target = folder / f"{name}.parquet"
         tmp = folder / f".{name}.parquet.tmp"
         pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        tmp.replace(target)
+        _publish(tmp, target)
         return target
 
     def parts(self, advertiser_id: int | None = None) -> list[Path]:
@@ -127,9 +125,9 @@ class EventStore:
 
     def sql_source(self, advertiser_id: int | None = None) -> str | None:
         """A ``read_parquet`` expression over the stored events (None when there are none)."""
-        if not self.parts(advertiser_id):
-            return None
         base = self.data if advertiser_id is None else self.data / f"advertiser_id={advertiser_id}"
+        if next(base.glob("**/*.parquet"), None) is None:  # stops at the first part
+            return None
         pattern = str(base / "**" / "*.parquet").replace("'", "''")
         return f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
 
@@ -170,12 +168,26 @@ class EventStore:
                     f"""COPY (SELECT * FROM read_parquet('{src}') {keep})
                     TO '{target}' (FORMAT parquet, COMPRESSION zstd)"""
                 )
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
-                tmp.replace(part)
+                _publish(tmp, part)
             return removed
         finally:
             con.close()
 
-    def drop_partition(self, advertiser_id: int, day: date) -> None:
-        shutil.rmtree(self.partition(advertiser_id, day), ignore_errors=True)
+    def partitions_before(self, cutoff: date) -> list[Path]:
+        """Day folders (of every advertiser) for days before ``cutoff``."""
+        return [
+            folder
+            for folder in self.data.glob("advertiser_id=*/day=*")
+            if date.fromisoformat(folder.name.removeprefix("day=")) < cutoff
+        ]
+
+    @staticmethod
+    def drop_partition(folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Make a fully written file durable, then swap it in: readers see the old or the new."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(target)

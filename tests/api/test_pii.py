@@ -12,18 +12,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from likewise.ingest.users import import_users
+from tests.at_rest import decoded
 from tests.conftest import ADMIN_TOKEN, Server, start_server
 
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
@@ -90,31 +89,6 @@ def needles() -> dict[bytes, str]:
 def found_in(blob: bytes) -> set[str]:
     low = blob.lower()
     return {name for needle, name in needles().items() if needle in low}
-
-
-def decoded(path: Path, head: bytes) -> str:
-    """The logical contents of the databases and columnar files a byte scan could miss."""
-    if head.startswith(b"PAR1"):
-        return repr(pq.read_table(path).to_pylist())
-    if head.startswith(b"SQLite format 3\x00"):
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            return "\n".join(con.iterdump())
-        finally:
-            con.close()
-    if head[8:12] == b"DUCK":
-        con = duckdb.connect(str(path), read_only=True)
-        try:
-            tables = con.execute(
-                "SELECT table_schema, table_name FROM information_schema.tables"
-            ).fetchall()
-            parts = [repr(con.execute(f'SELECT * FROM "{s}"."{t}"').fetchall()) for s, t in tables]
-            if path.name == "platform.duckdb":
-                assert any(t == "ident" for _, t in tables)  # the scan does see the graph
-            return "\n".join(parts)
-        finally:
-            con.close()
-    return ""
 
 
 def scan_data_dir(data_dir: Path) -> dict[str, set[str]]:

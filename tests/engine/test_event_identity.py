@@ -17,6 +17,7 @@ from likewise.ingest.users import import_users
 from likewise.store.eventlog import EventLog
 from likewise.store.events import EventStore
 from likewise.store.graph import PlatformGraph
+from tests.at_rest import contents
 
 T0 = 1_780_000_000.0
 IDFA = "6D92078A-8246-4BA4-AE5B-76104861E7DC"
@@ -161,7 +162,7 @@ def test_erasing_a_user_removes_their_events(world: World) -> None:
     assert missing == [] and len(uids) == 1
     assert world.proc.erase(uids) == 3
     assert world.owners() == {"ann-1": world.uid("ann")}
-    raw = b"".join(p.read_bytes() for p in world.store.parts())
+    raw = b"".join(contents(p) for p in world.store.parts())
     assert bob_mail.encode() not in raw and b"cookie-e" not in raw
     world.send(ev("bob-3", ttp="cookie-e"))  # the learned link is gone as well
     assert "bob-3" not in world.owners()

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 
-from likewise.api.deps import PrincipalDep, RuntimeDep, require_advertiser
+from likewise.api.deps import PrincipalDep, RuntimeDep, read_body, require_advertiser
 from likewise.api.envelope import EnvelopeResponse, ok
 from likewise.api.routes import tiktok_route
 from likewise.api.wire.base import parse, query_dict
@@ -29,25 +29,6 @@ router = APIRouter(prefix="/open_api/v1.3", tags=["events"])
 Body = TypeVar("Body")
 
 
-async def _body(request: Request, runtime: Runtime) -> bytes:
-    """The raw body, refused as soon as it passes the size limit (never read whole)."""
-    limit = runtime.settings.max_event_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise InvalidParameter(f"the request body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise InvalidParameter(f"the request body is larger than {limit} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise InvalidParameter("the request body is empty; send a JSON object")
-    return raw
-
-
 def _principal(request: Request, runtime: Runtime) -> Principal:
     return runtime.tenants.authenticate_cached(request.headers.get("Access-Token"))
 
@@ -61,7 +42,7 @@ def _source(runtime: Runtime, principal: Principal, kind: str, code: str) -> int
         row = runtime.sources.resolve(set(principal.advertiser_ids), kind, code.strip())
     except NotFound as exc:
         raise NotFound(exc.message, field=field) from None
-    return intake.Source(id=row.id, advertiser_id=row.advertiser_id, channel=kind)
+    return intake.Source(id=row.id, advertiser_id=row.advertiser_id)
 
 
 async def _accept(
@@ -74,7 +55,7 @@ async def _accept(
 ) -> EnvelopeResponse:
     """Decode, check the source, build every record, then wait until they are durable."""
     principal = _principal(request, runtime)
-    body = schema.decode(model, await _body(request, runtime))
+    body = schema.decode(model, await read_body(request, runtime.settings.max_event_body_bytes))
     source = _source(runtime, principal, kind(body), code(body))
     await runtime.events.accept(build(body, source, runtime.events.window()))
     return ok({})

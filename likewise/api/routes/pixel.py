@@ -14,10 +14,10 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
-from likewise.api.deps import RuntimeDep
+from likewise.api.deps import RuntimeDep, read_body
 from likewise.api.envelope import EnvelopeResponse, failure, ok
 from likewise.api.errors import code_for
-from likewise.errors import InvalidParameter, LikewiseError
+from likewise.errors import LikewiseError
 from likewise.ingest import events as intake
 from likewise.ingest import schema
 
@@ -51,12 +51,9 @@ def preflight() -> Response:
 async def collect(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
     """Events from a browser. Errors carry the CORS headers too, so the script can read them."""
     try:
-        raw = await request.body()
-        if len(raw) > MAX_COLLECT_BYTES:
-            raise InvalidParameter(f"the request body is larger than {MAX_COLLECT_BYTES} bytes")
-        body = schema.decode(schema.CollectBody, raw)
+        body = schema.decode(schema.CollectBody, await read_body(request, MAX_COLLECT_BYTES))
         row = runtime.sources.resolve_public("web", body.pixel_code.strip())
-        source = intake.Source(id=row.id, advertiser_id=row.advertiser_id, channel="pixel")
+        source = intake.Source(id=row.id, advertiser_id=row.advertiser_id)
         records = intake.collect_records(body, source, runtime.events.window())
         await runtime.events.accept(records)
     except LikewiseError as exc:
