@@ -70,8 +70,10 @@ class Runtime:
 
     def erase_users(self, ext_ids: list[str]) -> tuple[int, list[str]]:
         """Erase platform users everywhere: identity graph, audiences (at once), events."""
+        # Events acknowledged before the erasure are processed (resolved) first, so they go too.
+        self.events.flush()
         uids, missing = self.graph.erase_uids(ext_ids)
-        self.events.erase(uids)
+        self.events.erase(uids, user_refs=ext_ids)
         return len(uids), missing
 
     def start(self) -> None:

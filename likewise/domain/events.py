@@ -70,3 +70,24 @@ MAX_TEXT = 4096  # URLs and other free text
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_CONTENTS = 100
 MAX_IDS_PER_KEY = 10  # hashed e-mails, phones or external ids on one event
+
+# Platform engagement (the operator's ad server and apps, admin API): each event type and the id
+# it must name, the object engaged with. Engagement audiences select on these ids.
+ENGAGEMENT_EVENTS: dict[str, str] = {
+    "ad_impression": "ad_id",
+    "ad_click": "ad_id",
+    "video_play": "content_id",
+    "like": "content_id",
+    "comment": "content_id",
+    "share": "content_id",
+    "follow": "account_id",
+    "profile_visit": "account_id",
+    "live_view": "live_id",
+    "lead_form_view": "form_id",
+    "lead_form_submit": "form_id",
+    "shop_product_view": "product_id",
+    "shop_add_to_cart": "product_id",
+    "shop_purchase": "product_id",
+}
+ENGAGEMENT_CLICK = "ad_click"  # the one engagement event whose ttclid identifies its user
+MAX_ENGAGEMENT_ID = 256  # user, ad, content, account ... ids of the engagement intake

@@ -27,6 +27,7 @@ _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{32}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _DECIMAL = re.compile(r"\s*-?[0-9]+(?:\.[0-9]+)?\s*")
 _JSON = msgspec.json.Encoder()
+_PROPERTIES = msgspec.json.Decoder(wire.Properties)
 
 
 @dataclass(frozen=True)
@@ -304,7 +305,7 @@ def _properties(record: EventRecord, props: dict[str, Any], at: str) -> None:
             at, "properties", f"is {len(text)} bytes of JSON; at most {names.MAX_PROPERTIES_BYTES}"
         )
     try:
-        typed = msgspec.convert(props, wire.Properties)
+        typed = _PROPERTIES.decode(text)  # from the text just encoded: faster than convert()
     except msgspec.ValidationError as exc:
         message, field = wire.describe(str(exc))
         if field is None:

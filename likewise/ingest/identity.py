@@ -1,17 +1,25 @@
 """Identity resolution: which platform user an event belongs to.
 
-An event's match keys are tried in order:
+An event's match keys are tried in order; the first that finds a user wins:
 
-1. the identity graph: hashed e-mail, phone, IDFA, GAID (the same keys customer files match);
-2. links the advertiser's own events taught: a ``_ttp`` browser id or an ``external_id`` seen on
+1. the platform's own user id (``user_ref``, sent by the engagement intake) and the identity
+   graph's keys: hashed e-mail, phone, IDFA, GAID (the same keys customer files match). The
+   platform user id wins when both are present: it is the operator's word, not a match;
+2. a ``ttclid`` click id the platform registered: an ``ad_click`` engagement event with a
+   ``ttclid`` links that click id to the clicker (``links`` row with ``advertiser_id`` 0, kind
+   ``ttclid``: global, the platform issued it), and any later or earlier event of any
+   advertiser and channel carrying it resolves to that user;
+3. links the advertiser's own events taught: a ``_ttp`` browser id or an ``external_id`` seen on
    an event that the graph resolved belongs to that user from then on (per advertiser: one
    shop's cookie ids mean nothing to another).
 
 Results go to ``event_uid(eid, uid)`` in the event state database, not into the Parquet parts,
-so an event can be resolved later: when a link appears (the shopper logs in), or when the
-operator imports the user. A pixel copy merged into a server copy (``merged_into``) lends its
-keys to the first. Events with ``limited`` set (limited data use, ATT denied) are never
-resolved and teach nothing.
+so an event can be resolved later: when a link appears (the shopper logs in, the click is
+processed after the landing page's event), or when the operator imports the user. A pixel copy
+merged into a server copy (``merged_into``) lends its keys to the first. Events with ``limited``
+set (limited data use, ATT denied) are never resolved and teach nothing. Consent is not applied
+here: an opted-out user's events are resolved and counted, and left out where events are used
+(:func:`likewise.ingest.intake.usable_events_sql`).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import logging
 import duckdb
 import pyarrow as pa
 
+from likewise.domain.events import ENGAGEMENT_CLICK
 from likewise.identity.kinds import IdKind
 from likewise.store.graph import GraphBusy, PlatformGraph
 
@@ -30,14 +39,19 @@ log = logging.getLogger(__name__)
 CANDIDATE_COLUMNS = (
     "eid",
     "advertiser_id",
+    "channel",
+    "event",
     "email",
     "phone",
     "idfa",
     "gaid",
     "ttp",
+    "ttclid",
     "external_id",
+    "user_ref",
     "merged_into",
 )
+TTCLID_OWNER = 0  # links.advertiser_id of click ids: the platform's, valid for every advertiser
 
 _KEYS = f"""
 SELECT eid, ('0x' || substr(h, 1, 32))::UHUGEINT::VARCHAR AS k, kmask::UTINYINT AS kmask FROM (
@@ -47,29 +61,38 @@ SELECT eid, ('0x' || substr(h, 1, 32))::UHUGEINT::VARCHAR AS k, kmask::UTINYINT 
   UNION ALL SELECT eid, gaid, {IdKind.GAID.bit} FROM cand WHERE gaid IS NOT NULL)
 """
 
-_LEARN = """
+# Only the platform's own click records teach click ids: a ttclid on an advertiser's event
+# proves nothing about who clicked (it may be a forwarded link).
+_LEARN = f"""
 INSERT INTO links
 SELECT advertiser_id, kind, value, max(uid), ?::DOUBLE FROM (
   SELECT c.advertiser_id, 'ttp' AS kind, c.ttp AS value, f.uid
   FROM cand c JOIN found f USING (eid) WHERE c.ttp IS NOT NULL
   UNION ALL
   SELECT c.advertiser_id, 'external_id', unnest(c.external_id), f.uid
-  FROM cand c JOIN found f USING (eid))
+  FROM cand c JOIN found f USING (eid)
+  UNION ALL
+  SELECT {TTCLID_OWNER}, 'ttclid', c.ttclid, f.uid
+  FROM cand c JOIN found f USING (eid)
+  WHERE c.channel = 'engagement' AND c.event = '{ENGAGEMENT_CLICK}' AND c.ttclid IS NOT NULL)
 GROUP BY advertiser_id, kind, value
 ON CONFLICT (advertiser_id, kind, value) DO UPDATE SET uid = excluded.uid,
   seen_at = excluded.seen_at
 """
 
-_RESOLVE = """
+_RESOLVE = f"""
 INSERT INTO event_uid
 WITH ext AS (SELECT eid, advertiser_id, unnest(external_id) AS v FROM cand),
 found_all AS (
   SELECT eid, uid, 0 AS prio FROM found
   UNION ALL
   SELECT c.eid, l.uid, 1 FROM cand c JOIN links l
+    ON l.advertiser_id = {TTCLID_OWNER} AND l.kind = 'ttclid' AND l.value = c.ttclid
+  UNION ALL
+  SELECT c.eid, l.uid, 2 FROM cand c JOIN links l
     ON l.advertiser_id = c.advertiser_id AND l.kind = 'ttp' AND l.value = c.ttp
   UNION ALL
-  SELECT e.eid, l.uid, 2 FROM ext e JOIN links l
+  SELECT e.eid, l.uid, 3 FROM ext e JOIN links l
     ON l.advertiser_id = e.advertiser_id AND l.kind = 'external_id' AND l.value = e.v),
 best AS (SELECT eid, arg_min(uid, prio) AS uid, min(prio) AS prio FROM found_all GROUP BY eid),
 spread AS (
@@ -104,8 +127,17 @@ class EventResolver:
                     "kmask": pa.array([r[2] for r in rows], pa.uint8()),
                 }
             )
+            refs = con.execute(
+                "SELECT eid, user_ref FROM cand WHERE user_ref IS NOT NULL"
+            ).fetchall()
+            users = pa.table(
+                {
+                    "eid": pa.array([r[0] for r in refs], pa.int64()),
+                    "ext_id": pa.array([r[1] for r in refs], pa.string()),
+                }
+            )
             try:
-                found = self.graph.lookup(keys, wait_seconds=self.graph_wait_seconds)
+                found = self.graph.lookup(keys, refs=users, wait_seconds=self.graph_wait_seconds)
             except GraphBusy:  # an import holds the graph: links still work, the rest waits
                 log.info("identity graph busy; %d events left for later", candidates.num_rows)
                 found = pa.table(

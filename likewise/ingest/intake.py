@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyroaring import BitMap
 
 from likewise.ingest.events import Window
 from likewise.ingest.identity import EventResolver
@@ -27,6 +31,7 @@ class EventIntake:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.graph = graph
         folder = settings.data_dir / "events"
         self.log = EventLog(folder / "log")
         self.store = EventStore(folder, threads=settings.duckdb_threads)
@@ -53,9 +58,9 @@ class EventIntake:
         self.log.close()
         self.store.close()
 
-    def erase(self, uids: list[int]) -> int:
+    def erase(self, uids: list[int], user_refs: Collection[str] = ()) -> int:
         """Erased users' events leave the store (see :meth:`EventProcessor.erase`)."""
-        return self.processor.erase(uids)
+        return self.processor.erase(uids, user_refs)
 
     def flush(self) -> int:
         return self.processor.flush()
@@ -85,3 +90,38 @@ class EventIntake:
                 WHERE e.event_id IS NOT NULL AND e.merged_into IS NULL"""
             ).fetchall()
         return {str(event_id): int(uid) for event_id, uid in rows}
+
+    def usable_uids(self, advertiser_id: int, *, events: Collection[str] | None = None) -> BitMap:
+        """Users with at least one :func:`usable <usable_events_sql>` event of this advertiser
+        (0: organic platform activity), optionally only of these event names."""
+        source = self.store.sql_source(advertiser_id)
+        if source is None:
+            return BitMap()
+        excluded = self.graph.excluded() if self.graph is not None else BitMap()
+        query = f"SELECT DISTINCT uid FROM ({usable_events_sql(source)})"
+        params: list[Any] = []
+        if events is not None:
+            query += " WHERE event IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(sorted(events))
+        with self.store.state() as con:
+            con.register(
+                "excluded_uids", pa.table({"uid": np.frombuffer(excluded.to_array(), np.uint32)})
+            )
+            try:
+                return BitMap(con.execute(query, params).fetchnumpy()["uid"])
+            finally:
+                con.unregister("excluded_uids")
+
+
+def usable_events_sql(source: str, excluded: str = "excluded_uids") -> str:
+    """The stored events that may build audiences, each with its user (``uid``): resolved, not
+    under limited data use (or ATT denied), not a copy merged into another event, and not of a
+    user who opted out of personalised ads or was erased (the graph's excluded users: a relation
+    named ``excluded``, with a ``uid`` column, that the caller registers). Test events need no
+    filter: they are never stored.
+
+    ``source`` is :meth:`EventStore.sql_source`; run it on the state database (``event_uid``).
+    Every audience path (batch SQL, incremental, counts) applies this one definition."""
+    return f"""SELECT e.*, u.uid FROM {source} e JOIN event_uid u USING (eid)
+    WHERE NOT e.limited AND e.merged_into IS NULL
+      AND u.uid NOT IN (SELECT uid FROM {excluded})"""

@@ -1,8 +1,10 @@
 """The event processor: from the durable log to the event store.
 
-Runs in a background thread. For each sealed log segment, oldest first: decode its batches,
-count every event in the statistics, drop test events (counted, never stored), apply TikTok's
-deduplication, write the rest as Parquet parts, commit the state, delete the segment.
+Runs in a background thread. For each sealed log segment, oldest first: read it as one Arrow
+table, count every event in the statistics, drop test events (counted, never stored), apply
+TikTok's deduplication, write the rest as Parquet parts, commit the state, delete the segment.
+The work is columnar (Arrow, DuckDB), so it runs mostly outside the interpreter lock, beside the
+request path; only repeated event ids go through the sequential rules in Python.
 
 Deduplication (reference section 5.4), keyed on source + ``event`` + ``event_id``:
 
@@ -16,18 +18,20 @@ Deduplication (reference section 5.4), keyed on source + ``event`` + ``event_id`
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import msgspec
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
 
 from likewise.ingest.identity import CANDIDATE_COLUMNS, EventResolver
 from likewise.ingest.records import EventRecord
@@ -41,9 +45,8 @@ PURGE_EVERY_SECONDS = 3600  # how often dedup keys past the window are forgotten
 PENDING_EVERY_SECONDS = 30  # how often unresolved events are tried again (imports, links)
 MERGE_SECONDS = 5 * 60
 FIELDS = EventRecord.__struct_fields__
-_ROWS = msgspec.msgpack.Decoder()  # untyped: array-like records come back as plain lists
 
-# Parquet column types, in EventRecord field order (rows are decoded as plain lists).
+# Column types, in EventRecord field order: the JSON reader's schema and the Parquet parts'.
 TYPES: dict[str, pa.DataType] = {
     "source_id": pa.int64(),
     "advertiser_id": pa.int64(),
@@ -73,11 +76,25 @@ TYPES: dict[str, pa.DataType] = {
     "ad_id": pa.string(),
     "lead_id": pa.string(),
     "properties": pa.string(),
+    "user_ref": pa.string(),
+    "adgroup_id": pa.string(),
+    "campaign_id": pa.string(),
+    "content_id": pa.string(),
+    "creator_id": pa.string(),
+    "category": pa.string(),
+    "account_id": pa.string(),
+    "live_id": pa.string(),
+    "form_id": pa.string(),
+    "product_id": pa.string(),
+    "watched_seconds": pa.float64(),
+    "watched_percent": pa.float64(),
 }
 assert tuple(TYPES) == FIELDS, "TYPES must list EventRecord's fields in order"
-I = {name: i for i, name in enumerate(FIELDS)}  # noqa: E741 - column index by name
 # Stored beside the record's fields. advertiser_id and day are the partition (folder) keys.
 STORED = [f for f in FIELDS if f not in ("advertiser_id", "test")]
+SCHEMA = pa.schema(list(TYPES.items()))
+_JSON_READ = pj.ReadOptions(block_size=1 << 22)  # larger than any one record can be
+_JSON_PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="error")
 
 
 class EventProcessor:
@@ -155,96 +172,30 @@ class EventProcessor:
             if seq <= self.store.meta(con, "last_segment"):
                 segment.unlink(missing_ok=True)  # done before a crash that kept the file
                 return 0
-            rows = [row for payload in EventLog.records(segment) for row in _ROWS.decode(payload)]
             next_eid = self.store.meta(con, "next_eid", 1)
-            keep, stats, seen_rows, next_eid = self._dedup(con, rows, next_eid)
-            partitions: dict[tuple[int, date], list[list[Any]]] = defaultdict(list)
-            for row in keep:
-                partitions[(row[I["advertiser_id"]], _day(row[I["event_time"]]))].append(row)
-            for (advertiser_id, day), part in partitions.items():
-                self.store.write_part(advertiser_id, day, segment.stem, _table(part))
-            con.execute("BEGIN TRANSACTION")
-            if seen_rows:
-                con.register("new_seen", pa.table(_columns(seen_rows, SEEN_TYPES)))
-                con.execute("INSERT OR REPLACE INTO seen SELECT * FROM new_seen")
-                con.unregister("new_seen")
-            if stats:
-                con.register("new_stats", pa.table(_stats_columns(stats)))
-                con.execute(
-                    """INSERT INTO stats SELECT * FROM new_stats
-                    ON CONFLICT (source_id, day, event) DO UPDATE SET
-                      received = stats.received + excluded.received,
-                      test = stats.test + excluded.test,
-                      deduplicated = stats.deduplicated + excluded.deduplicated,
-                      merged = stats.merged + excluded.merged,
-                      limited = stats.limited + excluded.limited"""
+            batch, next_eid = _dedup(con, read_segment(segment), next_eid)
+            kept = batch.filter(batch["kept"])
+            for (advertiser_id, day), part in _partitions(kept):
+                self.store.write_part(
+                    advertiser_id, day, segment.stem, part.select([*STORED, "eid", "merged_into"])
                 )
-                con.unregister("new_stats")
+            con.execute("BEGIN TRANSACTION")
+            con.register("batch", batch)
+            try:
+                con.execute(_SAVE_SEEN)
+                con.execute(_SAVE_STATS)
+            finally:
+                con.unregister("batch")
             if self.resolver is not None:
-                self.resolver.resolve(con, _candidates(keep), self.clock())
+                usable = kept.filter(pc.invert(kept["limited"]))
+                self.resolver.resolve(con, usable.select(list(CANDIDATE_COLUMNS)), self.clock())
             self.store.set_meta(con, "next_eid", next_eid)
             self.store.set_meta(con, "last_segment", seq)
             con.execute("COMMIT")
         segment.unlink(missing_ok=True)
-        if keep and self.on_stored is not None:
-            self.on_stored({row[I["source_id"]] for row in keep})
-        return len(keep)
-
-    def _dedup(
-        self, con: Any, rows: list[list[Any]], next_eid: int
-    ) -> tuple[list[list[Any]], dict[tuple[int, date, str], list[int]], list[list[Any]], int]:
-        """Rows to store (with ``eid`` and ``merged_into`` appended), statistics, new ``seen``
-        keys, and the next free eid."""
-        src, evt, eid_, test = I["source_id"], I["event"], I["event_id"], I["test"]
-        keyed = {(r[src], r[evt], r[eid_]) for r in rows if r[eid_] is not None and not r[test]}
-        seen: dict[tuple[int, str, str], tuple[int, str, float]] = {}
-        if keyed:
-            con.register("batch_keys", pa.table(_columns(list(keyed), KEY_TYPES)))
-            for s, e, i, eid, channel, t in con.execute(
-                """SELECT k.* , s.eid, s.channel, s.received_at FROM batch_keys k
-                JOIN seen s USING (source_id, event, event_id)"""
-            ).fetchall():
-                seen[(s, e, i)] = (eid, channel, t)
-            con.unregister("batch_keys")
-        keep: list[list[Any]] = []
-        new_seen: list[list[Any]] = []
-        stats: dict[tuple[int, date, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
-        days: dict[int, date] = {}
-        # Column positions as locals (above too): this loop runs for every event.
-        recv, chan, lim, etime = I["received_at"], I["channel"], I["limited"], I["event_time"]
-        for row in rows:
-            day_no = int(row[etime] // 86400)
-            day = days.get(day_no)
-            if day is None:
-                day = days[day_no] = _day(row[etime])
-            counters = stats[(row[src], day, row[evt])]
-            counters[0] += 1  # received
-            if row[test]:
-                counters[1] += 1
-                continue
-            merged_into = None
-            key = (row[src], row[evt], row[eid_])
-            first = seen.get(key) if key[2] is not None else None
-            now = row[recv]
-            if first is not None and now - first[2] <= DEDUP_SECONDS:
-                crossed = (first[1] == "pixel") != (row[chan] == "pixel")  # browser vs server
-                if crossed and now - first[2] <= MERGE_SECONDS:
-                    merged_into = first[0]
-                    counters[3] += 1
-                else:
-                    counters[2] += 1
-                    continue
-            if row[lim]:
-                counters[4] += 1
-            eid = next_eid
-            next_eid += 1
-            if key[2] is not None and merged_into is None:
-                seen[key] = (eid, row[chan], now)
-                new_seen.append([*key, eid, row[chan], now])
-            row.append(eid)
-            row.append(merged_into)
-            keep.append(row)
-        return keep, stats, new_seen, next_eid
+        if kept.num_rows and self.on_stored is not None:
+            self.on_stored({int(x) for x in pc.unique(kept["source_id"]).to_pylist()})
+        return kept.num_rows
 
     def resolve_pending(self) -> int:
         """Try again to resolve stored events that have no user yet."""
@@ -256,10 +207,12 @@ class EventProcessor:
                 return 0
             with self.store.state() as con:
                 rows = con.execute(
-                    f"""SELECT {", ".join(CANDIDATE_COLUMNS)} FROM {source}
+                    f"""SELECT {", ".join(CANDIDATE_COLUMNS)}
+                    FROM (SELECT {_present(con, source, CANDIDATE_COLUMNS)}, limited FROM {source})
                     WHERE NOT limited AND eid NOT IN (SELECT eid FROM event_uid)
                       AND (len(email) > 0 OR len(phone) > 0 OR idfa IS NOT NULL
-                           OR gaid IS NOT NULL OR ttp IS NOT NULL OR len(external_id) > 0)"""
+                           OR gaid IS NOT NULL OR ttp IS NOT NULL OR len(external_id) > 0
+                           OR ttclid IS NOT NULL OR user_ref IS NOT NULL)"""
                 ).fetchall()
                 candidates = pa.table(_columns(rows, CANDIDATE_TYPES))
                 if candidates.num_rows == 0:
@@ -269,11 +222,12 @@ class EventProcessor:
                 con.execute("COMMIT")
                 return resolved
 
-    def erase(self, uids: list[int]) -> int:
+    def erase(self, uids: list[int], user_refs: Collection[str] = ()) -> int:
         """Remove erased users' events: their rows (and copies merged into them) leave the
-        Parquet parts, and their resolutions and learned links are deleted. Returns the number
-        of events removed."""
-        if not uids:
+        Parquet parts, and their resolutions and learned links (browser, external and click
+        ids) are deleted. ``user_refs`` (their platform user ids) also catches engagement
+        events not resolved to them (yet). Returns the number of events removed."""
+        if not uids and not user_refs:
             return 0
         with self._pass, self.store.state() as con:
             con.register("gone_users", pa.table({"uid": pa.array(uids, pa.uint32())}))
@@ -283,6 +237,18 @@ class EventProcessor:
                     "SELECT eid FROM event_uid WHERE uid IN (SELECT uid FROM gone_users)"
                 ).fetchall()
             ]
+            source = self.store.sql_source()
+            if user_refs and source is not None:
+                refs = pa.table({"ref": pa.array(list(user_refs), pa.string())})
+                con.register("gone_refs", refs)
+                eids += [
+                    int(e)
+                    for (e,) in con.execute(
+                        f"""SELECT eid FROM (SELECT {_present(con, source, ("eid", "user_ref"))}
+                        FROM {source}) WHERE user_ref IN (SELECT ref FROM gone_refs)"""
+                    ).fetchall()
+                ]
+                con.unregister("gone_refs")
             removed = self.store.remove_events(eids)
             con.execute("BEGIN TRANSACTION")
             con.execute("DELETE FROM event_uid WHERE uid IN (SELECT uid FROM gone_users)")
@@ -337,37 +303,147 @@ SEEN_TYPES = {
 
 
 CANDIDATE_TYPES = {
-    "eid": pa.int64(),
-    "advertiser_id": pa.int64(),
-    "email": pa.list_(pa.string()),
-    "phone": pa.list_(pa.string()),
-    "idfa": pa.string(),
-    "gaid": pa.string(),
-    "ttp": pa.string(),
-    "external_id": pa.list_(pa.string()),
-    "merged_into": pa.int64(),
+    name: TYPES.get(name, pa.int64())  # eid and merged_into: int64
+    for name in CANDIDATE_COLUMNS
 }
-_EID, _MERGED = len(FIELDS), len(FIELDS) + 1  # appended to each kept row by _dedup
 
 
-def _candidates(keep: list[list[Any]]) -> pa.Table:
-    """The kept rows a resolver may use (not those with limited data use)."""
-    rows = [
-        [
-            r[_EID],
-            r[I["advertiser_id"]],
-            r[I["email"]],
-            r[I["phone"]],
-            r[I["idfa"]],
-            r[I["gaid"]],
-            r[I["ttp"]],
-            r[I["external_id"]],
-            r[_MERGED],
-        ]
-        for r in keep
-        if not r[I["limited"]]
-    ]
-    return pa.table(_columns(rows, CANDIDATE_TYPES))
+def read_segment(segment: Path) -> pa.Table:
+    """A sealed segment's events as one Arrow table, in arrival order, with the defaults the
+    encoder left out filled in. Arrow's JSON reader parses on its own threads without the
+    interpreter lock, so the request path keeps running meanwhile."""
+    data = b"".join(EventLog.records(segment))
+    if not data:
+        return SCHEMA.empty_table()
+    raw = pj.read_json(io.BytesIO(data), read_options=_JSON_READ, parse_options=_JSON_PARSE)
+    columns = []
+    for name, typ in TYPES.items():
+        col = raw.column(name)
+        if pa.types.is_list(typ):
+            col = pc.if_else(col.is_null(), pa.scalar([], typ), col)
+        elif pa.types.is_boolean(typ):
+            col = pc.fill_null(col, False)
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+# Keyed copies that need the sequential rules: a key seen before, or repeated in this batch.
+# Every other keyed event is simply a first copy (the common case, decided without Python).
+_REPEATS = """
+WITH k AS (
+  SELECT *, count(*) OVER (PARTITION BY source_id, event, event_id) AS copies
+  FROM keyed WHERE event_id IS NOT NULL AND NOT test)
+SELECT k.n, k.source_id, k.event, k.event_id, k.channel, k.received_at,
+  s.eid, s.channel, s.received_at
+FROM k LEFT JOIN seen s USING (source_id, event, event_id)
+WHERE k.copies > 1 OR s.eid IS NOT NULL
+ORDER BY k.n
+"""
+
+_SAVE_SEEN = """
+INSERT OR REPLACE INTO seen
+SELECT source_id, event, event_id, eid, channel, received_at FROM batch
+WHERE kept AND event_id IS NOT NULL AND merged_into IS NULL
+QUALIFY row_number() OVER (PARTITION BY source_id, event, event_id ORDER BY n DESC) = 1
+"""
+
+_SAVE_STATS = """
+INSERT INTO stats
+SELECT source_id, day, event, count(*), count(*) FILTER (test), count(*) FILTER (dropped),
+  count(*) FILTER (merged_into IS NOT NULL), count(*) FILTER (kept AND limited)
+FROM batch GROUP BY source_id, day, event
+ON CONFLICT (source_id, day, event) DO UPDATE SET
+  received = stats.received + excluded.received,
+  test = stats.test + excluded.test,
+  deduplicated = stats.deduplicated + excluded.deduplicated,
+  merged = stats.merged + excluded.merged,
+  limited = stats.limited + excluded.limited
+"""
+
+
+def _dedup(con: duckdb.DuckDBPyConnection, batch: pa.Table, next_eid: int) -> tuple[pa.Table, int]:
+    """``batch`` with the deduplication outcome added (``n`` arrival order, ``day``, ``kept``,
+    ``dropped``, ``eid`` of kept events, ``merged_into``), and the next free eid."""
+    n = batch.num_rows
+    order = pa.array(np.arange(n, dtype=np.int64))
+    keyed = batch.select(["source_id", "event", "event_id", "channel", "received_at", "test"])
+    con.register("keyed", keyed.append_column("n", order))
+    try:
+        repeats = con.execute(_REPEATS).fetchall()
+    finally:
+        con.unregister("keyed")
+    dropped = np.zeros(n, dtype=bool)
+    merged_to: dict[int, tuple[bool, int]] = {}  # row -> (True, eid) or (False, first's row)
+    first: dict[tuple[int, str, str], tuple[tuple[bool, int], str, float] | None] = {}
+    for row, src, evt, event_id, channel, now, s_eid, s_channel, s_time in repeats:
+        key = (src, evt, event_id)
+        if key not in first:
+            first[key] = ((True, s_eid), s_channel, s_time) if s_eid is not None else None
+        f = first[key]
+        if f is not None and now - f[2] <= DEDUP_SECONDS:
+            crossed = (f[1] == "pixel") != (channel == "pixel")  # browser vs server
+            if crossed and now - f[2] <= MERGE_SECONDS:
+                merged_to[row] = f[0]
+            else:
+                dropped[row] = True
+            continue
+        first[key] = ((False, row), channel, now)  # a new first copy
+    kept = ~batch["test"].to_numpy(zero_copy_only=False) & ~dropped
+    eids = np.full(n, -1, dtype=np.int64)
+    eids[kept] = next_eid + np.arange(int(kept.sum()), dtype=np.int64)
+    merged = np.full(n, -1, dtype=np.int64)
+    for row, (is_eid, ref) in merged_to.items():
+        merged[row] = ref if is_eid else eids[ref]
+    days = pc.cast(pc.floor(pc.divide(batch["event_time"], 86400.0)), pa.int32())
+    out = (
+        batch.append_column("n", order)
+        .append_column("day", days.cast(pa.date32()))
+        .append_column("kept", pa.array(kept))
+        .append_column("dropped", pa.array(dropped))
+        .append_column("eid", pa.array(eids, mask=~kept))
+        .append_column("merged_into", pa.array(merged, mask=merged < 0))
+    )
+    return out, next_eid + int(kept.sum())
+
+
+def _partitions(kept: pa.Table) -> Iterator[tuple[tuple[int, date], pa.Table]]:
+    """Kept events split by (advertiser, day), each in arrival order."""
+    if kept.num_rows == 0:
+        return
+    adv, day = kept["advertiser_id"], kept["day"]
+    if pc.min_max(adv) == pc.min_max(adv[:1]) and pc.min_max(day) == pc.min_max(day[:1]):
+        # The usual segment: one advertiser, one day. No sort (it copies every column).
+        yield (adv[0].as_py(), day[0].as_py()), kept
+        return
+    kept = kept.sort_by([("advertiser_id", "ascending"), ("day", "ascending"), ("n", "ascending")])
+    adv = kept["advertiser_id"].to_numpy()
+    day = kept["day"].cast(pa.int32()).to_numpy()
+    cuts = (np.flatnonzero((adv[1:] != adv[:-1]) | (day[1:] != day[:-1])) + 1).tolist()
+    for start, end in zip([0, *cuts], [*cuts, kept.num_rows], strict=True):
+        yield (
+            (int(adv[start]), EPOCH + timedelta(days=int(day[start]))),
+            kept.slice(start, end - start),
+        )
+
+
+EPOCH = date(1970, 1, 1)
+
+
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.list_(pa.string()): "VARCHAR[]",
+}
+
+
+def _present(con: duckdb.DuckDBPyConnection, source: str, columns: Sequence[str]) -> str:
+    """A select list of ``columns``, typed NULL for those no part has: parts written before a
+    field was appended to :class:`EventRecord` lack its column (all of them, in an old store)."""
+    have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    return ", ".join(
+        c if c in have else f"NULL::{_SQL_TYPES[CANDIDATE_TYPES[c]]} AS {c}" for c in columns
+    )
 
 
 def _day(t: float) -> date:
@@ -377,26 +453,3 @@ def _day(t: float) -> date:
 def _columns(rows: list[Any], types: dict[str, pa.DataType]) -> dict[str, pa.Array]:
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in types]
     return {name: pa.array(col, type=t) for (name, t), col in zip(types.items(), cols, strict=True)}
-
-
-def _table(rows: list[list[Any]]) -> pa.Table:
-    types = {**TYPES, "eid": pa.int64(), "merged_into": pa.int64()}
-    cols = _columns(rows, types)
-    return pa.table({name: cols[name] for name in [*STORED, "eid", "merged_into"]})
-
-
-def _stats_columns(stats: dict[tuple[int, date, str], list[int]]) -> dict[str, pa.Array]:
-    rows = [[*k, *v] for k, v in stats.items()]
-    return _columns(
-        rows,
-        {
-            "source_id": pa.int64(),
-            "day": pa.date32(),
-            "event": pa.string(),
-            "received": pa.int64(),
-            "test": pa.int64(),
-            "deduplicated": pa.int64(),
-            "merged": pa.int64(),
-            "limited": pa.int64(),
-        },
-    )

@@ -6,8 +6,8 @@ Layout under ``data_dir/events``::
     log/                          the durable log (store.eventlog), not yet compacted
     data/advertiser_id=A/day=D/   Parquet parts, one per log segment and partition
     state.duckdb                  seen (dedup keys), stats, meta (watermarks), event_uid
-                                  (which user an event is), links (learned browser/external
-                                  ids)
+                                  (which user an event is), links (learned browser, external,
+                                  click ids)
 
 A segment's parts are named after the segment, so processing it again after a crash rewrites
 the same files instead of adding copies; its state changes commit in one transaction with the

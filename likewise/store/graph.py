@@ -165,17 +165,36 @@ class PlatformGraph:
             ).fetchnumpy()["uid"]
         return BitMap(uids)
 
-    def lookup(self, keys: pa.Table, *, wait_seconds: float = 2.0) -> pa.Table:
-        """``(eid, uid)`` for ``keys(eid, k, kmask)`` (``k`` the decimal text of a 128-bit key):
-        one user per ``eid``, the lowest uid when keys disagree. Raises :class:`GraphBusy` if
-        another process holds the graph for longer than ``wait_seconds``."""
-        if keys.num_rows == 0:
+    def lookup(
+        self, keys: pa.Table, *, refs: pa.Table | None = None, wait_seconds: float = 2.0
+    ) -> pa.Table:
+        """``(eid, uid)`` for ``keys(eid, k, kmask)`` (``k`` the decimal text of a 128-bit key)
+        and ``refs(eid, ext_id)`` (events naming their user by the platform's own user id): one
+        user per ``eid``; the user id wins over keys, and the lowest uid when keys disagree.
+        Erased users match nothing. Raises :class:`GraphBusy` if another process holds the
+        graph for longer than ``wait_seconds``."""
+        if refs is None:
+            refs = pa.table({"eid": pa.array([], pa.int64()), "ext_id": pa.array([], pa.string())})
+        if keys.num_rows == 0 and refs.num_rows == 0:
             return pa.table({"eid": pa.array([], pa.int64()), "uid": pa.array([], pa.uint32())})
+        # Only the joins that have rows to probe: most batches carry keys or user ids, not both.
+        parts = []
+        if refs.num_rows:
+            parts.append(
+                """SELECT r.eid, min(u.uid) AS uid, 0 AS p FROM r JOIN users u
+                   ON u.ext_id = r.ext_id WHERE NOT u.erased GROUP BY r.eid"""
+            )
+        if keys.num_rows:
+            parts.append(
+                """SELECT q.eid, min(i.uid) AS uid, 1 AS p FROM q JOIN ident i
+                   ON i.k = q.k::UHUGEINT AND (q.kmask >> i.kind) & 1 = 1 GROUP BY q.eid"""
+            )
         with self.connect(wait_seconds=wait_seconds) as con:
             con.register("q", keys)
+            con.register("r", refs)
             rows = con.execute(
-                """SELECT q.eid, min(i.uid) AS uid FROM q JOIN ident i
-                   ON i.k = q.k::UHUGEINT AND (q.kmask >> i.kind) & 1 = 1 GROUP BY q.eid"""
+                f"""SELECT eid, arg_min(uid, p) AS uid FROM ({" UNION ALL ".join(parts)})
+                    GROUP BY eid"""
             ).fetchall()
         # Plain rows, not DuckDB's Arrow output: that may point into memory the connection
         # owns, and the connection is closed here (freeing it later crashed the process).
