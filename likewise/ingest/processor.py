@@ -258,10 +258,13 @@ class EventProcessor:
             return removed
 
     def purge_expired(self, now: float, retention_days: int) -> int:
-        """Drop whole days older than the retention (by event time), with their resolutions.
+        """Drop whole days older than the retention (by event time), with their resolutions,
+        and forget learned links (browser, external and click ids) not seen within it.
         Returns the number of day partitions dropped."""
         cutoff = _day(now - retention_days * 86400)
         with self._pass:
+            with self.store.state() as con:
+                con.execute("DELETE FROM links WHERE seen_at < ?", [now - retention_days * 86400])
             old = self.store.partitions_before(cutoff)
             if not old:
                 return 0

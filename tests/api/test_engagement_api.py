@@ -146,6 +146,34 @@ def test_repeated_event_ids_are_dropped(server: Server) -> None:
     assert len(rows(server, "user_ref = 'u-dedup'")) == 1
 
 
+def test_stats_count_what_was_received_and_dropped(server: Server) -> None:
+    today = time.strftime("%Y-%m-%d", time.gmtime(now()))
+
+    def likes() -> dict[str, Any]:
+        server.runtime.events.flush()
+        r = httpx.get(
+            server.url + "/admin/v1/engagement/stats",
+            params={"start_date": today, "end_date": today},
+            headers={"X-Admin-Token": ADMIN_TOKEN},
+        ).json()
+        assert r["code"] == 0, r
+        found = [s for s in r["data"]["stats"] if s["event"] == "like" and s["date"] == today]
+        return found[0] if found else {"received": 0, "deduplicated": 0, "limited": 0}
+
+    before = likes()
+    one = event("like", "u-stats", content_id="v-9", event_id="like-stats-1")
+    assert post(server, {"data": [one, one]})["code"] == 0
+    after = likes()
+    assert after["received"] - before["received"] == 2
+    assert after["deduplicated"] - before["deduplicated"] == 1
+    bad = httpx.get(
+        server.url + "/admin/v1/engagement/stats",
+        params={"start_date": "yesterday", "end_date": today},
+        headers={"X-Admin-Token": ADMIN_TOKEN},
+    ).json()
+    assert bad["code"] == 40002 and "YYYY-MM-DD" in bad["message"], bad
+
+
 # --- refused ----------------------------------------------------------------------------------
 
 

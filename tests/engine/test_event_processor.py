@@ -177,6 +177,13 @@ def test_days_past_the_retention_are_purged(pipeline) -> None:  # type: ignore[n
     log.append(encode_batch([old, ev("recent", received=T0)]))
     proc.flush()
     assert {r[0] for r in stored(store)} == {"old", "recent"}
+    with store.state() as con:  # links learned long ago and recently
+        con.execute(
+            "INSERT INTO links VALUES (1, 'ttp', 'old', 7, ?), (1, 'ttclid', 'new', 8, ?)",
+            [T0 - 31 * 86400, T0 - 86400],
+        )
     assert proc.purge_expired(T0, retention_days=30) == 1
     assert [r[0] for r in stored(store)] == ["recent"]
+    with store.state() as con:
+        assert con.execute("SELECT value FROM links").fetchall() == [("new",)]
     assert proc.purge_expired(T0, retention_days=30) == 0

@@ -4,12 +4,15 @@ Same ``X-Admin-Token`` check as the rest of ``/admin/v1``; see ``ingest.engageme
 
 from __future__ import annotations
 
+from datetime import date
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from likewise.api.deps import RuntimeDep, read_body
 from likewise.api.envelope import EnvelopeResponse, ok
 from likewise.api.routes.admin import require_admin
+from likewise.errors import InvalidParameter
 from likewise.ingest import engagement
 
 router = APIRouter(
@@ -28,3 +31,23 @@ async def engagement_track(request: Request, runtime: RuntimeDep) -> EnvelopeRes
         engagement.check_advertisers(records, {a.id for a in found})
     await runtime.events.accept(records)
     return ok({"accepted": len(records)})
+
+
+@router.get("/engagement/stats")
+def engagement_stats(runtime: RuntimeDep, start_date: str, end_date: str) -> EnvelopeResponse:
+    """Per day and event, platform-wide: events received, duplicates dropped, events stored
+    but not usable for audiences (limited). ``start_date``/``end_date``: YYYY-MM-DD, inclusive."""
+    try:
+        start, end = date.fromisoformat(start_date), date.fromisoformat(end_date)
+    except ValueError:
+        raise InvalidParameter("start_date and end_date must be YYYY-MM-DD") from None
+    if end < start:
+        raise InvalidParameter("end_date is before start_date", field="end_date")
+    stats = [
+        {"date": row["day"].isoformat(), **{k: v for k, v in row.items() if k not in DROP}}
+        for row in runtime.events.stats([engagement.SOURCE_ID], start, end)
+    ]
+    return ok({"stats": stats})
+
+
+DROP = {"source_id", "day", "test", "merged"}  # engagement has no test events or pixel copies
