@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from likewise.cli.demo import DEFAULT_EVENTS
 from likewise.errors import LikewiseError
 from likewise.settings import Settings
 
@@ -67,11 +68,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
 ) -> None:
     """Run the HTTP server (data directory from LIKEWISE_DATA_DIR)."""
+    _serve(Settings(), host=host, port=port)
+
+
+def _serve(settings: Settings, *, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from likewise.api import create_app
 
-    settings = Settings()
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
@@ -85,22 +89,49 @@ def serve(
 def demo(
     users: Annotated[int, typer.Option(help="Platform users to generate.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic platform.")] = 7,
+    events: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Simulated events to replay through the real endpoints (0: none)."
+        ),
+    ] = DEFAULT_EVENTS,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Start the server afterwards.")
     ] = True,
 ) -> None:
-    """Generate a demo platform and a demo advertiser, print its token, and serve."""
+    """Generate a demo platform and advertiser, replay simulated activity, print its token,
+    and serve."""
+    import secrets
+
     from likewise.cli.demo import build_demo
 
     settings = Settings()
+    generated = None
+    if not settings.admin_token:
+        # The replay needs the admin API (app, lead form, engagement); this token lives as long
+        # as this demo process, and is printed so the admin API can be tried while it serves.
+        generated = secrets.token_urlsafe(24)
+        settings = settings.model_copy(update={"admin_token": generated})
     with _errors():
-        info = build_demo(settings, users=users, seed=seed, progress=_progress_callback())
+        info = build_demo(
+            settings, users=users, seed=seed, events=events, progress=_progress_callback()
+        )
+    info["admin_token"] = generated
     _print_json(info)
     sys.stderr.write(info["example"] + "\n")  # unwrapped, so the commands copy and paste
+    if "replay" in info:
+        sent = info["replay"]["sent"]
+        parts = ", ".join(f"{k} {v['accepted']}/{v['events']}" for k, v in sent.items())
+        sys.stderr.write(f"Replayed simulated events (accepted/sent): {parts}\n")
+        for kind, result in sent.items():
+            for message, bodies in result["errors"].items():
+                sys.stderr.write(f"  {kind}: {bodies} request(s) refused: {message}\n")
+    if generated:
+        sys.stderr.write(f"Admin API token for this session (X-Admin-Token): {generated}\n")
     if serve_after:
-        serve(host=host, port=port)
+        _serve(settings, host=host, port=port)
 
 
 @users_app.command("import")

@@ -6,14 +6,25 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+
+from likewise.runtime import Runtime
+from likewise.settings import Settings
 
 
-def run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LIKEWISE_DATA_DIR": str(data_dir)}
+def run(data_dir: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    """``likewise ARGS`` over ``data_dir``, with ``env_vars`` added to the environment
+    (``LIKEWISE_ADMIN_TOKEN`` only when given there)."""
+    env = {k: v for k, v in os.environ.items() if k != "LIKEWISE_ADMIN_TOKEN"}
+    env.update(LIKEWISE_DATA_DIR=str(data_dir), **env_vars)
     return subprocess.run(
         [sys.executable, "-m", "likewise.cli", *args],
         env=env,
@@ -112,17 +123,91 @@ def test_consent_and_erase_commands(tmp_path: Path) -> None:
 
 def test_demo_builds_platform_and_prints_a_working_token(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    result = run(data, "demo", "--users", "3000", "--no-serve")
+    result = run(data, "demo", "--users", "3000", "--no-serve", LIKEWISE_ADMIN_TOKEN="t0ken")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["users_import"]["new_users"] == 3000
     assert "curl" in result.stderr and info["access_token"] in result.stderr
+    assert info["admin_token"] is None  # LIKEWISE_ADMIN_TOKEN was set: nothing generated
     sample = Path(info["sample_file"]).read_text()
     assert "@" not in sample  # hashed: no raw identifiers at rest, even in the demo
     path = f"/open_api/v1.3/dmp/custom_audience/list/?advertiser_id={info['advertiser_id']}"
     body = json.loads(run(data, "get", path, "--token", info["access_token"]).stdout)
     assert body["code"] == 0 and body["message"] == "OK"
-    # A second run keeps the platform and the advertiser, with a new token.
-    again = json.loads(run(data, "demo", "--users", "3000", "--no-serve").stdout)
+    # A second run keeps the platform, the advertiser and its sources, with a new token.
+    again = json.loads(run(data, "demo", "--users", "3000", "--no-serve", "--events", "300").stdout)
     assert again["advertiser_id"] == info["advertiser_id"]
+    assert again["access_token"] != info["access_token"]
     assert again["users_import"] is None
+    assert (again["pixel_id"], again["pixel_code"]) == (info["pixel_id"], info["pixel_code"])
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    """One ``likewise demo --no-serve`` with a small platform: its data directory, its JSON
+    output and its standard error."""
+    data = tmp_path_factory.mktemp("demo") / "data"
+    result = run(data, "demo", "--users", "2000", "--events", "1500", "--no-serve")
+    assert result.returncode == 0, result.stderr
+    return data, json.loads(result.stdout), result.stderr
+
+
+def test_demo_replays_web_and_app_events(demo_run: tuple[Path, dict[str, Any], str]) -> None:
+    """Shop (server and pixel) and app events of the last 30 days go through event/track/ and
+    /pixel/v1/collect, and are stored and counted exactly as the simulation expects."""
+    data, info, stderr = demo_run
+    replay = info["replay"]
+    sent, stored, expected = replay["sent"], replay["stored"], replay["expected"]
+    for kind in ("web", "pixel", "app"):
+        assert sent[kind]["events"] > 0 and sent[kind]["accepted"] == sent[kind]["events"], kind
+    assert 1000 < sum(s["events"] for s in sent.values()) < 2000  # about --events
+    assert stored["web"] == expected["web"] and stored["app"] == expected["app"]
+    assert expected["web"]["deduplicated"] > 0 and expected["web"]["merged"] > 0
+    low = expected["resolved"]
+    assert 0 < low <= stored["resolved"] <= low + expected["click_only"]
+    # The session's admin token is printed for the admin API.
+    assert info["admin_token"] and info["admin_token"] in stderr
+    assert "Replayed simulated events" in stderr
+    # TikTok's stats endpoint, in a new process, counts the same.
+    start, end = replay["start"][:10], datetime.now(UTC).date().isoformat()
+    query = urlencode(
+        {
+            "advertiser_id": info["advertiser_id"],
+            "pixel_ids": json.dumps([info["pixel_id"]]),
+            "date_range": json.dumps({"start_date": start, "end_date": end}),
+        }
+    )
+    got = run(
+        data, "get", f"/open_api/v1.3/pixel/event/stats/?{query}", "--token", info["access_token"]
+    )
+    body = json.loads(got.stdout)
+    assert body["code"] == 0, body
+    received = sum(row["received"] for row in body["data"]["list"][0]["stats"])
+    assert received == expected["web"]["received"]
+    # In the Parquet parts: every event but the duplicates (merged copies are kept, linked).
+    rt = Runtime(Settings(data_dir=data))
+    try:
+        rt.events.flush()
+        source = rt.events.store.sql_source(int(info["advertiser_id"]))
+        assert source is not None
+        rows = duckdb.sql(
+            f"SELECT count(*) FROM {source} WHERE channel IN ('web', 'pixel', 'app')"
+        ).fetchall()[0][0]
+    finally:
+        rt.close()
+    web, app = expected["web"], expected["app"]
+    assert rows == web["received"] - web["deduplicated"] + app["received"]
+
+
+def test_demo_replays_platform_engagement(demo_run: tuple[Path, dict[str, Any], str]) -> None:
+    """Needs the engagement intake (``POST /admin/v1/engagement/track``): ad, account, shop,
+    lead and organic engagement is accepted, and ad clicks let ``ttclid``-only shop events
+    resolve."""
+    _, info, _ = demo_run
+    replay = info["replay"]
+    engagement = replay["sent"]["engagement"]
+    assert engagement["events"] > 0 and engagement["accepted"] == engagement["events"]
+    assert engagement["errors"] == {}
+    expected = replay["expected"]
+    assert replay["stored"]["resolved"] == expected["resolved"] + expected["click_only"]
+    assert info["events_replayed"] == sum(s["events"] for s in replay["sent"].values())
