@@ -101,3 +101,32 @@ def test_closed_log_refuses_appends(tmp_path: Path) -> None:
     log.close()
     with pytest.raises(RuntimeError, match="closed"):
         log.append(b"late")
+
+
+def test_a_failed_write_is_reported_and_later_appends_stay_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fails half-way through a write (ENOSPC): that sender gets the error, and what
+    is acknowledged afterwards is not stranded behind the torn record."""
+    import errno
+    import os
+
+    from likewise.store import eventlog
+
+    log = EventLog(tmp_path)
+    log.append(b"before")
+    real_write = os.write
+
+    def failing_write(fd: int, data: bytes) -> int:
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(eventlog.os, "write", failing_write)
+    with pytest.raises(OSError, match="No space"):
+        log.append(b"x" * 1000)
+    monkeypatch.setattr(eventlog.os, "write", real_write)
+    log.append(b"after")
+    log.rotate()
+    found = [r for segment in log.sealed() for r in EventLog.records(segment)]
+    assert found == [b"before", b"after"]
+    log.close()
