@@ -65,8 +65,8 @@ class Runtime:
             clock=lambda: clock().replace(tzinfo=UTC).timestamp(),
             graph=self.graph,
         )
-        # Sources show ACTIVE once their events are stored (one write per batch, not request).
-        self.events.processor.on_stored = lambda ids: self.sources.record_activity(ids, clock())
+        # Sources show ACTIVE once events are accepted (a write now and then, not per request).
+        self.events.on_accepted = lambda ids: self.sources.record_activity(ids, clock())
 
     def erase_users(self, ext_ids: list[str]) -> tuple[int, list[str]]:
         """Erase platform users everywhere: identity graph, audiences (at once), events."""
@@ -79,7 +79,9 @@ class Runtime:
     def start(self) -> None:
         """Start background work (jobs left over from a previous run resume)."""
         self.jobs.start()
-        self.events.start()
+        # The event worker process keeps processing off the request path; a clock injected
+        # here (tests) cannot cross into it, so then processing stays in a thread.
+        self.events.start(separate_process=self.settings.event_worker and self.clock is utc_now)
 
     def close(self) -> None:
         self.jobs.stop()

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     max_event_body_bytes: int = Field(
         default=8 * 1024 * 1024, description="Largest Events API request body, in bytes."
     )
+    event_worker: bool = Field(
+        default=True,
+        description="Process events (compaction, dedup, identity resolution) in a separate "
+        "worker process, off the request path; false keeps it in a thread of the server.",
+    )
     job_workers: int = Field(default=2, description="Threads running audience jobs.")
     duckdb_threads: int = Field(default=2, description="Threads DuckDB may use for matching.")
     duckdb_memory_limit: str = Field(default="3GB", description="DuckDB memory limit.")

@@ -11,14 +11,13 @@ import duckdb
 import pyarrow.parquet as pq
 
 
-def contents(path: Path, *, open_duckdb_ok: bool = False) -> bytes:
-    """The file's bytes and its decoded contents. ``open_duckdb_ok``: a DuckDB file a running
-    server holds open cannot be opened again; fall back to its bytes instead of failing."""
+def contents(path: Path) -> bytes:
+    """The file's bytes and its decoded contents."""
     blob = path.read_bytes()
-    return blob + b"\n" + decoded(path, blob[:16], open_duckdb_ok=open_duckdb_ok).encode()
+    return blob + b"\n" + decoded(path, blob[:16]).encode()
 
 
-def decoded(path: Path, head: bytes, *, open_duckdb_ok: bool = False) -> str:
+def decoded(path: Path, head: bytes) -> str:
     """The logical contents of the databases and columnar files a byte scan could miss."""
     if head.startswith(b"PAR1"):
         return repr(pq.read_table(path).to_pylist())
@@ -29,12 +28,7 @@ def decoded(path: Path, head: bytes, *, open_duckdb_ok: bool = False) -> str:
         finally:
             con.close()
     if head[8:12] == b"DUCK":
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-        except duckdb.ConnectionException:
-            if open_duckdb_ok:
-                return ""
-            raise
+        con = duckdb.connect(str(path), read_only=True)
         try:
             tables = con.execute(
                 "SELECT table_schema, table_name FROM information_schema.tables"

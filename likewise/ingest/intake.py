@@ -1,24 +1,34 @@
-"""The event intake service: durable acceptance, background processing, statistics."""
+"""The event intake service: durable acceptance, background processing, statistics.
+
+Processing runs in a thread of this process (``start()``: the CLI, tests with an injected clock)
+or in the event worker process (``start(separate_process=True)``: ``likewise serve``); either
+way the methods below mean the same.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Collection
 from datetime import date
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 from pyroaring import BitMap
 
 from likewise.ingest.events import Window
 from likewise.ingest.identity import EventResolver
 from likewise.ingest.processor import EventProcessor
+from likewise.ingest.queries import EventQueries, usable_events_sql
 from likewise.ingest.records import EventRecord, encode_batch
+from likewise.ingest.worker import EventWorker
 from likewise.settings import Settings
 from likewise.store.eventlog import EventLog
 from likewise.store.events import EventStore
 from likewise.store.graph import PlatformGraph
+
+__all__ = ["EventIntake", "usable_events_sql"]
+
+NOTE_ACTIVITY_EVERY = 30.0  # seconds between activity notes for one source
 
 
 class EventIntake:
@@ -42,6 +52,12 @@ class EventIntake:
             resolver=EventResolver(graph) if graph is not None else None,
             retention_days=settings.event_retention_days,
         )
+        self.queries = EventQueries(self.store, graph)
+        self.worker: EventWorker | None = None
+        # Told which sources just had events accepted (at most every NOTE_ACTIVITY_EVERY
+        # seconds per source), so sources show ACTIVE without a write per request.
+        self.on_accepted: Callable[[set[int]], None] | None = None
+        self._noted: dict[int, float] = {}
 
     def window(self) -> Window:
         return Window(now=self.clock(), max_age_days=self.settings.event_retention_days)
@@ -49,79 +65,67 @@ class EventIntake:
     async def accept(self, records: list[EventRecord]) -> None:
         """Return once ``records`` are on disk (then they will be processed)."""
         await self.log.append_async(encode_batch(records))
+        if self.on_accepted is not None:
+            now = time.monotonic()
+            due = {
+                r.source_id
+                for r in records
+                if r.source_id and now - self._noted.get(r.source_id, -1e9) > NOTE_ACTIVITY_EVERY
+            }
+            if due:
+                self._noted.update(dict.fromkeys(due, now))
+                await asyncio.to_thread(self.on_accepted, due)
 
-    def start(self) -> None:
-        self.processor.start()
+    def start(self, *, separate_process: bool = False) -> None:
+        if separate_process:
+            self.log.seal_after = self.processor.interval
+            self.worker = EventWorker(self.settings, interval=self.processor.interval)
+            self.worker.start()
+        else:
+            self.processor.start()
+
+    def stop_processing(self) -> None:
+        """Stop background processing and release the state database. Acceptance goes on (the
+        log keeps what arrives); the methods below then work in this process."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        self.processor.stop()
+        self.store.close()
 
     def close(self) -> None:
-        self.processor.stop()
         self.log.close()
-        self.store.close()
+        self.stop_processing()
+
+    def flush(self) -> int:
+        """Process everything acknowledged so far and retry unresolved events (tests, CLI)."""
+        if self.worker is not None:
+            self.log.rotate()
+            return int(self.worker.call("flush"))
+        return self.processor.flush()
 
     def erase(self, uids: list[int], user_refs: Collection[str] = ()) -> int:
         """Erased users' events leave the store (see :meth:`EventProcessor.erase`)."""
+        if self.worker is not None:
+            return int(self.worker.call("erase", uids, list(user_refs)))
         return self.processor.erase(uids, user_refs)
-
-    def flush(self) -> int:
-        return self.processor.flush()
 
     def stats(self, source_ids: list[int], start: date, end: date) -> list[dict[str, Any]]:
         """Per source, day and event: received, test, deduplicated, merged, limited."""
-        if not source_ids:
-            return []
-        with self.store.state() as con:
-            rows = con.execute(
-                f"""SELECT source_id, day, event, received, test, deduplicated, merged, limited
-                FROM stats WHERE source_id IN ({", ".join("?" * len(source_ids))})
-                  AND day BETWEEN ? AND ? ORDER BY source_id, day, event""",
-                [*source_ids, start, end],
-            ).fetchall()
-        keys = ("source_id", "day", "event", "received", "test", "deduplicated", "merged")
-        return [dict(zip((*keys, "limited"), row, strict=True)) for row in rows]
+        if self.worker is not None:
+            return list(self.worker.call("stats", source_ids, start, end))
+        return self.queries.stats(source_ids, start, end)
 
     def users_of_events(self, advertiser_id: int) -> dict[str, int]:
         """``event_id`` → user of an advertiser's resolved events (tests, the admin API)."""
-        source = self.store.sql_source(advertiser_id)
-        if source is None:
-            return {}
-        with self.store.state() as con:
-            rows = con.execute(
-                f"""SELECT e.event_id, u.uid FROM {source} e JOIN event_uid u USING (eid)
-                WHERE e.event_id IS NOT NULL AND e.merged_into IS NULL"""
-            ).fetchall()
-        return {str(event_id): int(uid) for event_id, uid in rows}
+        if self.worker is not None:
+            return dict(self.worker.call("users_of_events", advertiser_id))
+        return self.queries.users_of_events(advertiser_id)
 
     def usable_uids(self, advertiser_id: int, *, events: Collection[str] | None = None) -> BitMap:
-        """Users with at least one :func:`usable <usable_events_sql>` event of this advertiser
-        (0: organic platform activity), optionally only of these event names."""
-        source = self.store.sql_source(advertiser_id)
-        if source is None:
-            return BitMap()
-        excluded = self.graph.excluded() if self.graph is not None else BitMap()
-        query = f"SELECT DISTINCT uid FROM ({usable_events_sql(source)})"
-        params: list[Any] = []
-        if events is not None:
-            query += " WHERE event IN (SELECT unnest(?::VARCHAR[]))"
-            params.append(sorted(events))
-        with self.store.state() as con:
-            con.register(
-                "excluded_uids", pa.table({"uid": np.frombuffer(excluded.to_array(), np.uint32)})
-            )
-            try:
-                return BitMap(con.execute(query, params).fetchnumpy()["uid"])
-            finally:
-                con.unregister("excluded_uids")
-
-
-def usable_events_sql(source: str, excluded: str = "excluded_uids") -> str:
-    """The stored events that may build audiences, each with its user (``uid``): resolved, not
-    under limited data use (or ATT denied), not a copy merged into another event, and not of a
-    user who opted out of personalised ads or was erased (the graph's excluded users: a relation
-    named ``excluded``, with a ``uid`` column, that the caller registers). Test events need no
-    filter: they are never stored.
-
-    ``source`` is :meth:`EventStore.sql_source`; run it on the state database (``event_uid``).
-    Every audience path (batch SQL, incremental, counts) applies this one definition."""
-    return f"""SELECT e.*, u.uid FROM {source} e JOIN event_uid u USING (eid)
-    WHERE NOT e.limited AND e.merged_into IS NULL
-      AND u.uid NOT IN (SELECT uid FROM {excluded})"""
+        """See :meth:`EventQueries.usable_uids`."""
+        if self.worker is not None:
+            found = self.worker.call("usable_uids", advertiser_id, events)
+            assert isinstance(found, BitMap)
+            return found
+        return self.queries.usable_uids(advertiser_id, events)

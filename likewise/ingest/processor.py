@@ -35,7 +35,7 @@ import pyarrow.json as pj
 
 from likewise.ingest.identity import CANDIDATE_COLUMNS, EventResolver
 from likewise.ingest.records import EventRecord
-from likewise.store.eventlog import EventLog
+from likewise.store.eventlog import EventLog, SealedSegments
 from likewise.store.events import EventStore
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ _JSON_PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior=
 class EventProcessor:
     def __init__(
         self,
-        log_: EventLog,
+        log_: EventLog | SealedSegments,
         store: EventStore,
         *,
         interval: float = 0.5,
@@ -120,6 +120,8 @@ class EventProcessor:
         self._stop = threading.Event()
         self._pass = threading.Lock()  # one pass at a time (background thread or flush)
         self._thread: threading.Thread | None = None
+        # The first purge an hour after start, not at once.
+        self._last_purge = self._last_pending = clock()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="event-processor", daemon=True)
@@ -139,25 +141,28 @@ class EventProcessor:
         return stored
 
     def _run(self) -> None:
-        last_purge = self.clock()  # the first purge an hour after start, not at once
-        last_pending = last_purge
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
-            try:
-                self.log.rotate()
-                self.run_once()
-                now = self.clock()
-                if now - last_pending > PENDING_EVERY_SECONDS:
-                    self.resolve_pending()
-                    last_pending = now
-                if now - last_purge > PURGE_EVERY_SECONDS:
-                    self.purge_seen(now)
-                    if self.retention_days is not None:
-                        self.purge_expired(now, self.retention_days)
-                    last_purge = now
-            except Exception:  # keep the thread alive; the segment is retried next pass
-                log.exception("event processing failed; will retry")
+            self.log.rotate()
+            self.tick()
+
+    def tick(self) -> None:
+        """One background pass: process sealed segments; now and then retry unresolved events
+        and purge what is past its window. Errors are logged: the segment is retried next time."""
+        try:
+            self.run_once()
+            now = self.clock()
+            if now - self._last_pending > PENDING_EVERY_SECONDS:
+                self.resolve_pending()
+                self._last_pending = now
+            if now - self._last_purge > PURGE_EVERY_SECONDS:
+                self.purge_seen(now)
+                if self.retention_days is not None:
+                    self.purge_expired(now, self.retention_days)
+                self._last_purge = now
+        except Exception:
+            log.exception("event processing failed; will retry")
 
     def run_once(self) -> int:
         """Process every sealed segment; returns how many events were stored."""

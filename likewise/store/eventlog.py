@@ -16,6 +16,7 @@ import asyncio
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -26,9 +27,19 @@ SUFFIX = ".log"
 
 
 class EventLog:
-    def __init__(self, folder: Path, *, segment_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        segment_bytes: int = 64 * 1024 * 1024,
+        seal_after: float | None = None,
+    ) -> None:
+        """``seal_after``: seconds after which the writer seals a segment holding anything by
+        itself (when the processor runs in another process and cannot ask it to)."""
         self.folder = folder
         self.segment_bytes = segment_bytes
+        self.seal_after = seal_after
+        self._opened_at = time.monotonic()
         folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Condition()
         self._pending: list[tuple[bytes, Future[None]]] = []
@@ -85,10 +96,11 @@ class EventLog:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._pending and not self._closed:
-                    self._lock.wait()
+                while not self._pending and not self._closed and not self._seal_due():
+                    self._lock.wait(self._until_seal())
                 batch, self._pending = self._pending, []
                 rotate, self._rotate_requested = self._rotate_requested, False
+                rotate = rotate or self._seal_due()
                 closing = self._closed and not batch
             if closing:
                 return
@@ -101,6 +113,19 @@ class EventLog:
                 continue
             for _, done in batch:
                 done.set_result(None)
+
+    def _seal_due(self) -> bool:
+        return (
+            self.seal_after is not None
+            and self._size > 0
+            and time.monotonic() - self._opened_at >= self.seal_after
+        )
+
+    def _until_seal(self) -> float | None:
+        """How long the writer may sleep: until the current segment is due to be sealed."""
+        if self.seal_after is None:
+            return None
+        return max(0.01, self.seal_after - (time.monotonic() - self._opened_at))
 
     def _write(self, batch: list[tuple[bytes, Future[None]]], rotate: bool) -> None:
         records = [HEADER.pack(len(p), zlib.crc32(p)) + p for p, _ in batch if p]
@@ -116,6 +141,7 @@ class EventLog:
                 self._seq += 1
                 self._fd = self._open(self._seq)
                 self._size = 0
+                self._opened_at = time.monotonic()
                 raise
             self._size += sum(map(len, records))
         if (rotate and self._size) or self._size >= self.segment_bytes:
@@ -123,12 +149,19 @@ class EventLog:
             self._seq += 1
             self._fd = self._open(self._seq)
             self._size = 0
+            self._opened_at = time.monotonic()
             self._fsync_dir()
 
     # --- reading ---------------------------------------------------------------------------
 
     def segments(self) -> list[Path]:
         return sorted(self.folder.glob(f"*{SUFFIX}"), key=lambda p: int(p.stem))
+
+    @staticmethod
+    def sealed_in(folder: Path) -> list[Path]:
+        """Sealed segments as another process sees them: all but the newest, which a writer
+        may still be appending to (each writer starts a new segment when it opens)."""
+        return sorted(folder.glob(f"*{SUFFIX}"), key=lambda p: int(p.stem))[:-1]
 
     def sealed(self) -> list[Path]:
         """Segments the writer has finished with, oldest first."""
@@ -166,3 +199,16 @@ class EventLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class SealedSegments:
+    """The processor's view of a log that another process writes (and seals, ``seal_after``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def sealed(self) -> list[Path]:
+        return EventLog.sealed_in(self.folder)
+
+    def rotate(self) -> None:
+        """Nothing to do: the writing process seals its segments itself."""

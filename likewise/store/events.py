@@ -20,6 +20,7 @@ import contextlib
 import os
 import shutil
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,10 +69,7 @@ class EventStore:
         DuckDB file (a checkpoint each time) would cost more than a processing pass."""
         with self._lock:
             if self._con is None:
-                self._con = duckdb.connect(
-                    str(self.folder / "state.duckdb"),
-                    config={"threads": self.threads, "memory_limit": self.memory_limit},
-                )
+                self._con = self._connect()
                 self._con.execute(STATE_SCHEMA)
                 # Closed at exit at the latest: a DuckDB connection torn down during interpreter
                 # shutdown can crash the process.
@@ -81,6 +79,21 @@ class EventStore:
             except BaseException:
                 self._rollback()
                 raise
+
+    def _connect(self, wait_seconds: float = 60.0) -> duckdb.DuckDBPyConnection:
+        """Open the state database, waiting while another process still holds it (an event
+        worker of a server that was killed finishes its pass before it notices and exits)."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                return duckdb.connect(
+                    str(self.folder / "state.duckdb"),
+                    config={"threads": self.threads, "memory_limit": self.memory_limit},
+                )
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def _rollback(self) -> None:
         assert self._con is not None

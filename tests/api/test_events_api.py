@@ -477,7 +477,7 @@ def test_events_survive_a_restart_unprocessed(tmp_path: Path) -> None:
     """Acknowledged events still in the log when the server stops are processed at start."""
     with serve(tmp_path) as first:
         shop = Shop(first, "restart")
-        first.runtime.events.processor.stop()  # nothing gets compacted before the stop
+        first.runtime.events.stop_processing()  # nothing gets compacted before the stop
         assert track(shop, [web_event(i) for i in range(7)])["code"] == 0
         token, advertiser, pixel = shop.token, shop.advertiser_id, shop.pixel_id
     with serve(tmp_path) as second:

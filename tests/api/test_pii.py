@@ -310,8 +310,7 @@ def test_no_raw_identifier_at_rest_or_in_logs(
     # --- at rest -----------------------------------------------------------------------------
     data_dir = server.data_dir
     # The event processor keeps its state database open; release it so the scan can read it.
-    server.runtime.events.processor.stop()
-    server.runtime.events.store.close()
+    server.runtime.events.stop_processing()
     assert scan_data_dir(data_dir) == {}
     assert list((data_dir / "tmp").iterdir()) == []
     uploads = sorted((data_dir / "uploads").iterdir())
