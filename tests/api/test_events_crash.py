@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import psutil
 
 from likewise.runtime import Runtime
 from likewise.settings import Settings
@@ -67,8 +68,14 @@ def test_kill_9_keeps_every_acknowledged_event_exactly_once(tmp_path: Path) -> N
     deadline = time.monotonic() + 30
     while sum(map(len, acked)) < 2000 and time.monotonic() < deadline:
         time.sleep(0.05)
+    # The event worker (a spawned child, with multiprocessing's resource tracker) must not
+    # outlive the server: it notices the closed pipe and exits.
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert any("spawn_main" in " ".join(c.cmdline()) for c in children), children
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    _, alive = psutil.wait_procs(children, timeout=20)
+    assert not alive, f"left running after the server was killed: {alive}"
     stop.set()
     for t in threads:
         t.join()
