@@ -96,19 +96,30 @@ def _track_record(
         event_id=_event_id(ev.event_id, at),
         test=test,
         limited=bool(ev.limited_data_use) or user.att_status == "DENIED",
-        email=_hashed(user.email, at, "user.email"),
-        phone=_hashed(user.phone, at, "user.phone"),
-        external_id=_hashed(user.external_id, at, "user.external_id"),
-        ttclid=user.ttclid or None,
-        ttp=user.ttp or None,
-        idfa=_device(user.idfa, at, "user.idfa"),
-        gaid=_device(user.gaid, at, "user.gaid"),
-        url=page.url or None if page else None,
-        referrer=page.referrer or None if page else None,
-        app_id=app.app_id or None if app else None,
-        ad_id=ad.ad_id or None if ad else None,
-        lead_id=lead.lead_id or None if lead else None,
     )
+    # Only what is present is set (the rest keeps its default): most events carry a few keys.
+    if user is not _NO_USER:
+        if user.email:
+            record.email = _hashed(user.email, at, "user.email")
+        if user.phone:
+            record.phone = _hashed(user.phone, at, "user.phone")
+        if user.external_id:
+            record.external_id = _hashed(user.external_id, at, "user.external_id")
+        record.ttclid = user.ttclid or None
+        record.ttp = user.ttp or None
+        if user.idfa is not None:
+            record.idfa = _device(user.idfa, at, "user.idfa")
+        if user.gaid is not None:
+            record.gaid = _device(user.gaid, at, "user.gaid")
+    if page is not None:
+        record.url = page.url or None
+        record.referrer = page.referrer or None
+    if app is not None:
+        record.app_id = app.app_id or None
+    if ad is not None:
+        record.ad_id = ad.ad_id or None
+    if lead is not None:
+        record.lead_id = lead.lead_id or None
     if ev.properties is not None:
         _properties(record, ev.properties, at)
     return record
@@ -316,9 +327,10 @@ def _properties(record: EventRecord, props: dict[str, Any], at: str) -> None:
     at_props = f"{at}properties."
     record.value = _decimal(typed.value, at_props, "value")
     if typed.currency is not None:
-        if not _CURRENCY.fullmatch(typed.currency.strip().upper()):
+        currency = typed.currency.strip().upper()
+        if not _CURRENCY.fullmatch(currency):
             raise _bad(at_props, "currency", "must be an ISO 4217 code such as USD")
-        record.currency = typed.currency.strip().upper()
+        record.currency = currency
     record.content_type = typed.content_type
     ids = [str(x) for x in typed.content_ids] if typed.content_ids else []
     if typed.content_id is not None:
@@ -331,10 +343,13 @@ def _properties(record: EventRecord, props: dict[str, Any], at: str) -> None:
             ids.append(str(item.content_id))
         if item.content_category:
             categories.append(item.content_category)
-        price = _decimal(item.price, at_props, f"contents[{j}].price")
+        price = item.price
+        if type(price) is not float or not math.isfinite(price):  # else: checked below
+            price = _decimal(price, at_props, f"contents[{j}].price")
         if price is not None:
             prices.append(price)
-        _decimal(item.quantity, at_props, f"contents[{j}].quantity")
+        if type(item.quantity) is not int:  # whole numbers are the usual, valid case
+            _decimal(item.quantity, at_props, f"contents[{j}].quantity")
     record.content_ids, record.content_categories, record.prices = ids, categories, prices
 
 
