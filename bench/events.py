@@ -113,6 +113,17 @@ def load(url: str, token: str, pixel: str, senders: int, per_request: int, secon
     }
 
 
+def drain(log_dir: Path, timeout: float = 300.0) -> float:
+    """Seconds until the log holds nothing unprocessed (only the segment being written)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        segments = sorted(log_dir.glob("*.log"), key=lambda p: int(p.stem))
+        if len(segments) <= 1 and all(p.stat().st_size == 0 for p in segments):
+            break
+        time.sleep(0.05)
+    return round(time.monotonic() - t0, 2)
+
+
 def bare_server() -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
     proc = subprocess.Popen(
@@ -176,7 +187,11 @@ def main() -> None:
         results["likewise_batched"] = load(
             url, token, code, args.batch_senders, args.batch, args.seconds
         )
+        # Acceptance alone could outrun processing: how long the worker needs, after the load,
+        # until every sealed segment is compacted (about one sealing interval if it keeps up).
+        results["batched_backlog_seconds"] = drain(data / "events" / "log")
         results["likewise_single"] = load(url, token, code, args.single_senders, 1, args.seconds)
+        results["single_backlog_seconds"] = drain(data / "events" / "log")
         results["likewise_peak_rss_mib"] = round(mem.peak / 2**20)
     log_bytes = sum(p.stat().st_size for p in (data / "events").rglob("*") if p.is_file())
     results["event_files_mib"] = round(log_bytes / 2**20, 1)

@@ -6,6 +6,7 @@ Both the HTTP app and the CLI build one ``Runtime``; nothing is created at impor
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -60,11 +61,9 @@ class Runtime:
         )
         self.segments = Segments(self.audiences)
         self.sources = EventSources(self.db, clock)
-        self.events = EventIntake(
-            settings,
-            clock=lambda: clock().replace(tzinfo=UTC).timestamp(),
-            graph=self.graph,
-        )
+        # The same clock as Unix seconds (time.time itself unless a test injected one).
+        seconds = time.time if clock is utc_now else lambda: clock().replace(tzinfo=UTC).timestamp()
+        self.events = EventIntake(settings, clock=seconds, graph=self.graph)
         # Sources show ACTIVE once events are accepted (a write now and then, not per request).
         self.events.on_accepted = lambda ids: self.sources.record_activity(ids, clock())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +29,15 @@ _ID_PREFIX = secrets.token_hex(4).upper()
 _id_counter = itertools.count()
 
 
+_stamp: tuple[int, str] = (0, "")  # (Unix second, its formatted form): formatted once a second
+
+
 def new_request_id() -> str:
-    return f"{datetime.now(UTC):%Y%m%d%H%M%S}{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFF:012X}"
+    global _stamp
+    now = int(time.time())
+    if now != _stamp[0]:
+        _stamp = (now, f"{datetime.fromtimestamp(now, UTC):%Y%m%d%H%M%S}")
+    return f"{_stamp[1]}{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFF:012X}"
 
 
 def envelope(code: int, message: str, data: Any, request_id: str | None = None) -> dict[str, Any]:

@@ -68,9 +68,9 @@ class EventIntake:
         if self.on_accepted is not None:
             now = time.monotonic()
             due = {
-                r.source_id
-                for r in records
-                if r.source_id and now - self._noted.get(r.source_id, -1e9) > NOTE_ACTIVITY_EVERY
+                source_id
+                for source_id in {r.source_id for r in records}
+                if source_id and now - self._noted.get(source_id, -1e9) > NOTE_ACTIVITY_EVERY
             }
             if due:
                 self._noted.update(dict.fromkeys(due, now))

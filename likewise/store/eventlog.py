@@ -13,6 +13,7 @@ was never acknowledged, and readers stop at it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
 import threading
@@ -21,8 +22,11 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from typing import TypeAlias
 
 HEADER = struct.Struct("<II")  # payload length, CRC-32
+# Who waits for a batch: a thread (concurrent future) or a coroutine (its event loop's future).
+Waiter: TypeAlias = "Future[None] | asyncio.Future[None]"
 SUFFIX = ".log"
 
 
@@ -42,7 +46,7 @@ class EventLog:
         self._opened_at = time.monotonic()
         folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Condition()
-        self._pending: list[tuple[bytes, Future[None]]] = []
+        self._pending: list[tuple[bytes, Waiter]] = []
         self._rotate_requested = False
         self._closed = False
         existing = self.segments()
@@ -62,16 +66,21 @@ class EventLog:
 
     async def append_async(self, payload: bytes) -> None:
         """Wait, without blocking the event loop, until ``payload`` is on disk."""
-        await asyncio.wrap_future(self.submit(payload))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue(payload, done)
+        await done
 
     def submit(self, payload: bytes) -> Future[None]:
         done: Future[None] = Future()
+        self._enqueue(payload, done)
+        return done
+
+    def _enqueue(self, payload: bytes, done: Waiter) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the event log is closed")
             self._pending.append((payload, done))
             self._lock.notify()
-        return done
 
     def rotate(self) -> None:
         """Seal the current segment (if it holds anything) so the processor can take it."""
@@ -107,12 +116,9 @@ class EventLog:
             try:
                 self._write(batch, rotate)
             except BaseException as exc:  # the disk failed: every waiting sender must hear it
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
+                _settle([done for _, done in batch], exc)
                 continue
-            for _, done in batch:
-                done.set_result(None)
+            _settle([done for _, done in batch], None)
 
     def _seal_due(self) -> bool:
         return (
@@ -127,7 +133,7 @@ class EventLog:
             return None
         return max(0.01, self.seal_after - (time.monotonic() - self._opened_at))
 
-    def _write(self, batch: list[tuple[bytes, Future[None]]], rotate: bool) -> None:
+    def _write(self, batch: list[tuple[bytes, Waiter]], rotate: bool) -> None:
         records = [HEADER.pack(len(p), zlib.crc32(p)) + p for p, _ in batch if p]
         if records:
             data = memoryview(b"".join(records))
@@ -199,6 +205,29 @@ class EventLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _settle(waiters: list[Waiter], exc: BaseException | None) -> None:
+    """Tell every waiter of a group commit; coroutines with one callback per event loop (a
+    thread hop each), not one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for done in waiters:
+        if isinstance(done, asyncio.Future):
+            by_loop.setdefault(done.get_loop(), []).append(done)
+        else:
+            _resolve([done], exc)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_resolve, futures, exc)
+
+
+def _resolve(waiters: list[Waiter] | list[asyncio.Future[None]], exc: BaseException | None) -> None:
+    for done in waiters:
+        if not done.done():  # a coroutine's future may have been cancelled
+            if exc is None:
+                done.set_result(None)
+            else:
+                done.set_exception(exc)
 
 
 class SealedSegments:

@@ -47,13 +47,16 @@ def _source(runtime: Runtime, principal: Principal, kind: str, code: str) -> int
 
 async def _accept(
     request: Request,
-    runtime: Runtime,
     model: type[Body],
     kind: Callable[[Body], str],
     code: Callable[[Body], str],
     build: Callable[[Body, intake.Source, intake.Window], list[EventRecord]],
 ) -> EnvelopeResponse:
-    """Decode, check the source, build every record, then wait until they are durable."""
+    """Decode, check the source, build every record, then wait until they are durable.
+
+    The intake handlers take no dependencies (FastAPI resolves those on every request): the
+    runtime comes straight from the app's state."""
+    runtime: Runtime = request.app.state.runtime
     principal = _principal(request, runtime)
     body = schema.decode(model, await read_body(request, runtime.settings.max_event_body_bytes))
     source = _source(runtime, principal, kind(body), code(body))
@@ -62,10 +65,9 @@ async def _accept(
 
 
 @tiktok_route(router, "/event/track/", "POST")
-async def event_track(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
+async def event_track(request: Request) -> EnvelopeResponse:
     return await _accept(
         request,
-        runtime,
         schema.TrackBody,
         lambda b: b.event_source,
         lambda b: b.event_source_id,
@@ -74,10 +76,9 @@ async def event_track(request: Request, runtime: RuntimeDep) -> EnvelopeResponse
 
 
 @tiktok_route(router, "/pixel/track/", "POST")
-async def pixel_track(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
+async def pixel_track(request: Request) -> EnvelopeResponse:
     return await _accept(
         request,
-        runtime,
         schema.PixelTrackBody,
         lambda _: "web",
         lambda b: b.pixel_code,
@@ -86,10 +87,9 @@ async def pixel_track(request: Request, runtime: RuntimeDep) -> EnvelopeResponse
 
 
 @tiktok_route(router, "/pixel/batch/", "POST")
-async def pixel_batch(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
+async def pixel_batch(request: Request) -> EnvelopeResponse:
     return await _accept(
         request,
-        runtime,
         schema.PixelBatchBody,
         lambda _: "web",
         lambda b: b.pixel_code,
@@ -100,10 +100,9 @@ async def pixel_batch(request: Request, runtime: RuntimeDep) -> EnvelopeResponse
 
 
 @tiktok_route(router, "/offline/track/", "POST")
-async def offline_track(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
+async def offline_track(request: Request) -> EnvelopeResponse:
     return await _accept(
         request,
-        runtime,
         schema.OfflineTrackBody,
         lambda _: "offline",
         lambda b: b.event_set_id,
@@ -112,10 +111,9 @@ async def offline_track(request: Request, runtime: RuntimeDep) -> EnvelopeRespon
 
 
 @tiktok_route(router, "/offline/batch/", "POST")
-async def offline_batch(request: Request, runtime: RuntimeDep) -> EnvelopeResponse:
+async def offline_batch(request: Request) -> EnvelopeResponse:
     return await _accept(
         request,
-        runtime,
         schema.OfflineBatchBody,
         lambda _: "offline",
         lambda b: b.event_set_id,
