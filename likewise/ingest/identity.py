@@ -110,6 +110,10 @@ class EventResolver:
         self.graph = graph
         self.graph_wait_seconds = graph_wait_seconds
 
+    def graph_mark(self) -> int:
+        """Changes whenever the identity graph may have changed (imports, consent, erasure)."""
+        return self.graph.change_mark()
+
     def resolve(self, con: duckdb.DuckDBPyConnection, candidates: pa.Table, now: float) -> int:
         """Resolve ``candidates`` (columns :data:`CANDIDATE_COLUMNS`) inside the caller's
         transaction on the state database; returns how many events got a user."""

@@ -154,7 +154,7 @@ class EventProcessor:
             self.run_once()
             now = self.clock()
             if now - self._last_pending > PENDING_EVERY_SECONDS:
-                self.resolve_pending()
+                self.resolve_pending(everything=False)
                 self._last_pending = now
             if now - self._last_purge > PURGE_EVERY_SECONDS:
                 self.purge_seen(now)
@@ -202,8 +202,14 @@ class EventProcessor:
             self.on_stored({int(x) for x in pc.unique(kept["source_id"]).to_pylist()})
         return kept.num_rows
 
-    def resolve_pending(self) -> int:
-        """Try again to resolve stored events that have no user yet."""
+    def resolve_pending(self, *, everything: bool = True) -> int:
+        """Try again to resolve stored events that have no user yet.
+
+        ``everything=False`` (the background pass) looks only where something new could match:
+        all unresolved events when the identity graph changed since the last pass (an import),
+        otherwise only those carrying a browser, external or click id learned since then. A
+        blind retry of every unresolved event (most anonymous visits stay so) would cost more
+        with every day of retention."""
         if self.resolver is None:
             return 0
         with self._pass:
@@ -211,19 +217,22 @@ class EventProcessor:
             if source is None:
                 return 0
             with self.store.state() as con:
+                graph_mark = self.resolver.graph_mark()
+                since = self.store.meta(con, "pending_links_ms") / 1000
+                now = self.clock()
+                narrow = not everything and graph_mark == self.store.meta(con, "pending_graph")
                 rows = con.execute(
                     f"""SELECT {", ".join(CANDIDATE_COLUMNS)}
                     FROM (SELECT {_present(con, source, CANDIDATE_COLUMNS)}, limited FROM {source})
                     WHERE NOT limited AND eid NOT IN (SELECT eid FROM event_uid)
-                      AND (len(email) > 0 OR len(phone) > 0 OR idfa IS NOT NULL
-                           OR gaid IS NOT NULL OR ttp IS NOT NULL OR len(external_id) > 0
-                           OR ttclid IS NOT NULL OR user_ref IS NOT NULL)"""
+                      AND {_NEW_LINKS if narrow else _ANY_KEY}""",
+                    [since] * 3 if narrow else [],
                 ).fetchall()
                 candidates = pa.table(_columns(rows, CANDIDATE_TYPES))
-                if candidates.num_rows == 0:
-                    return 0
                 con.execute("BEGIN TRANSACTION")
-                resolved = self.resolver.resolve(con, candidates, self.clock())
+                resolved = self.resolver.resolve(con, candidates, now)
+                self.store.set_meta(con, "pending_graph", graph_mark)
+                self.store.set_meta(con, "pending_links_ms", int(now * 1000))
                 con.execute("COMMIT")
                 return resolved
 
@@ -334,6 +343,15 @@ def read_segment(segment: Path) -> pa.Table:
         columns.append(col)
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
+
+# Unresolved events worth another try: any that carries a key at all ...
+_ANY_KEY = """(len(email) > 0 OR len(phone) > 0 OR idfa IS NOT NULL OR gaid IS NOT NULL
+  OR ttp IS NOT NULL OR len(external_id) > 0 OR ttclid IS NOT NULL OR user_ref IS NOT NULL)"""
+# ... or, when the graph is unchanged, those with an id a link learned since the last try.
+_NEW_LINKS = """(ttp IN (SELECT value FROM links WHERE kind = 'ttp' AND seen_at >= ?)
+  OR ttclid IN (SELECT value FROM links WHERE kind = 'ttclid' AND seen_at >= ?)
+  OR list_has_any(external_id, (SELECT coalesce(list(value), []) FROM links
+                                WHERE kind = 'external_id' AND seen_at >= ?)))"""
 
 # Keyed copies that need the sequential rules: a key seen before, or repeated in this batch.
 # Every other keyed event is simply a first copy (the common case, decided without Python).

@@ -69,6 +69,18 @@ class PlatformGraph:
         self._write_lock = threading.Lock()
         self._excluded: tuple[float, BitMap] | None = None
 
+    def change_mark(self) -> int:
+        """A number that changes when the graph's files do (its database and write-ahead log):
+        cheap, and safe to compare from another process."""
+        mark = 0
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            mark = (mark * 1_000_003 + st.st_mtime_ns + st.st_size) % (1 << 62)
+        return mark
+
     @property
     def excluded_file(self) -> Path:
         return self.path.parent / "excluded.roar"

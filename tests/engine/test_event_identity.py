@@ -166,3 +166,43 @@ def test_erasing_a_user_removes_their_events(world: World) -> None:
     assert bob_mail.encode() not in raw and b"cookie-e" not in raw
     world.send(ev("bob-3", ttp="cookie-e"))  # the learned link is gone as well
     assert "bob-3" not in world.owners()
+
+
+def test_background_retries_look_only_where_something_new_can_match(world: World) -> None:
+    """The periodic retry does not re-resolve every anonymous event: only those whose browser
+    id was linked since the last retry, or all of them once the graph changed."""
+    clock = [T0]
+    world.proc.clock = lambda: clock[0]
+    tried: list[int] = []
+    resolve = world.proc.resolver.resolve  # type: ignore[union-attr]
+
+    def counting(con, candidates, now):  # type: ignore[no-untyped-def]
+        tried.append(candidates.num_rows)
+        return resolve(con, candidates, now)
+
+    world.proc.resolver.resolve = counting  # type: ignore[union-attr,method-assign]
+
+    def process(*records: EventRecord) -> None:
+        world.log.append(encode_batch(list(records)))
+        world.log.rotate()
+        world.proc.run_once()
+
+    process(ev("anon-1", ttp="t-1"), ev("anon-2", ttp="t-2"), ev("later", email=[sha("cy@x.io")]))
+    assert world.proc.resolve_pending(everything=False) == 0  # the first pass sees all 3
+    tried.clear()
+    clock[0] += 30
+    assert world.proc.resolve_pending(everything=False) == 0
+    assert tried[-1] == 0, "nothing new: no event was tried again"
+
+    clock[0] += 30  # Ann logs in with browser t-1: that teaches the link
+    process(ev("login", ttp="t-1", email=[sha("ann.lee@example.com")]))
+    clock[0] += 30
+    assert world.proc.resolve_pending(everything=False) == 1
+    assert tried[-1] == 1, "only the event with the newly linked browser id"
+    assert world.owners()["anon-1"] == world.uid("ann")
+
+    world.users({"cy": {"email": "cy@x.io"}})  # an import changes the graph: all are tried
+    clock[0] += 30
+    assert world.proc.resolve_pending(everything=False) == 1
+    assert tried[-1] == 2  # anon-2 and later
+    assert world.owners()["later"] == world.uid("cy")
