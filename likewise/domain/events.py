@@ -87,6 +87,7 @@ ENGAGEMENT_EVENTS: dict[str, str] = {
     "lead_form_submit": "form_id",
     "shop_product_view": "product_id",
     "shop_add_to_cart": "product_id",
+    "shop_initiate_checkout": "product_id",
     "shop_purchase": "product_id",
 }
 ENGAGEMENT_CLICK = "ad_click"  # the one engagement event whose ttclid identifies its user

@@ -41,8 +41,8 @@ _ONLY_ON: dict[str, frozenset[str]] = {
     "ttclid": frozenset({names.ENGAGEMENT_CLICK}),
     "watched_seconds": frozenset({"video_play"}),
     "duration_seconds": frozenset({"video_play"}),
-    "value": frozenset({"shop_add_to_cart", "shop_purchase"}),
-    "currency": frozenset({"shop_add_to_cart", "shop_purchase"}),
+    "value": frozenset({"shop_add_to_cart", "shop_initiate_checkout", "shop_purchase"}),
+    "currency": frozenset({"shop_add_to_cart", "shop_initiate_checkout", "shop_purchase"}),
 }
 
 

@@ -85,6 +85,7 @@ EVERY_TYPE: list[dict[str, Any]] = [
     {"event": "lead_form_submit", "form_id": "form-1"},
     {"event": "shop_product_view", "product_id": "p-1"},
     {"event": "shop_add_to_cart", "product_id": "p-1"},
+    {"event": "shop_initiate_checkout", "product_id": "p-1", "value": 19.9, "currency": "USD"},
     {"event": "shop_purchase", "product_id": "p-1", "value": 19.9, "currency": "usd"},
 ]
 
@@ -98,7 +99,7 @@ def test_every_event_type_is_stored_with_its_columns(server: Server) -> None:
     data[0]["advertiser_id"] = int(advertiser_id)  # a number works too
     data[1]["event_id"] = "click-every-1"
     answer = post(server, {"data": data})
-    assert (answer["code"], answer["message"], answer["data"]) == (0, "OK", {"accepted": 14})
+    assert (answer["code"], answer["message"], answer["data"]) == (0, "OK", {"accepted": 15})
     stored = rows(server, "user_ref = 'u-every'")
     assert [r["event"] for r in stored] == [f["event"] for f in EVERY_TYPE]
     assert {(r["channel"], r["source_id"], r["advertiser_id"]) for r in stored} == {
