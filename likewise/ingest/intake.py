@@ -129,3 +129,11 @@ class EventIntake:
             assert isinstance(found, BitMap)
             return found
         return self.queries.usable_uids(advertiser_id, events)
+
+    def members(self, query: str) -> BitMap:
+        """See :meth:`EventQueries.members` (the audience engine's queries run here)."""
+        if self.worker is not None:
+            found = self.worker.call("members", query)
+            assert isinstance(found, BitMap)
+            return found
+        return self.queries.members(query)

@@ -71,6 +71,27 @@ class EventQueries:
             finally:
                 con.unregister("excluded_uids")
 
+    def members(self, query: str) -> BitMap:
+        """The ``uid`` column of ``query``, an audience's SQL over the relation
+        ``usable_events``: every :func:`usable <usable_events_sql>` event of every advertiser
+        (organic activity too), with its ``uid``, ``advertiser_id`` and ``day``. The audience
+        engine compiles the query; it runs here because only here is the state database."""
+        source = self.store.sql_source()
+        if source is None:
+            return BitMap()
+        excluded = self.graph.excluded() if self.graph is not None else BitMap()
+        with self.store.state() as con:
+            con.register(
+                "excluded_uids", pa.table({"uid": np.frombuffer(excluded.to_array(), np.uint32)})
+            )
+            con.execute(f"CREATE OR REPLACE TEMP VIEW usable_events AS {usable_events_sql(source)}")
+            try:
+                uids = con.execute(f"SELECT DISTINCT uid FROM ({query})").fetchnumpy()["uid"]
+                return BitMap(uids.astype(np.uint32))
+            finally:
+                con.execute("DROP VIEW IF EXISTS usable_events")
+                con.unregister("excluded_uids")
+
 
 def usable_events_sql(source: str, excluded: str = "excluded_uids") -> str:
     """The stored events that may build audiences, each with its user (``uid``): resolved, not

@@ -40,6 +40,7 @@ COMMANDS = {
     "stats": "queries",
     "users_of_events": "queries",
     "usable_uids": "queries",
+    "members": "queries",
 }
 
 

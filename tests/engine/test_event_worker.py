@@ -67,6 +67,10 @@ def test_requests_to_the_worker(runtime: Runtime) -> None:
     assert set(owners) == {"o-1", "o-2"} and len(set(owners.values())) == 1
     assert set(runtime.events.usable_uids(5)) == set(owners.values())
     assert not runtime.events.usable_uids(5, events=["AddToCart"])
+    # The audience engine's SQL runs in the worker, over every usable event.
+    query = "SELECT uid FROM usable_events WHERE advertiser_id = 5 AND event = 'Purchase'"
+    assert set(runtime.events.members(query)) == set(owners.values())
+    assert not runtime.events.members(query.replace("= 5", "= 6"))
     assert runtime.erase_users(["ann"]) == (1, [])
     assert runtime.events.users_of_events(5) == {}
 
