@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from likewise.engine.audiences import Audiences
 from likewise.engine.jobs import JobRunner
+from likewise.engine.rule_audiences import RuleAudiences
 from likewise.engine.segments import Segments
 from likewise.engine.sources import EventSources
 from likewise.engine.uploads import Uploads
@@ -64,6 +65,14 @@ class Runtime:
         # The same clock as Unix seconds (time.time itself unless a test injected one).
         seconds = time.time if clock is utc_now else lambda: clock().replace(tzinfo=UTC).timestamp()
         self.events = EventIntake(settings, clock=seconds, graph=self.graph)
+        self.rules = RuleAudiences(
+            db=self.db,
+            audiences=self.audiences,
+            sources=self.sources,
+            run_query=self.events.members,
+            clock=clock,
+            refresh_seconds=settings.rule_refresh_seconds,
+        )
         # Sources show ACTIVE once events are accepted (a write now and then, not per request).
         self.events.on_accepted = lambda ids: self.sources.record_activity(ids, clock())
 
@@ -77,12 +86,15 @@ class Runtime:
 
     def start(self) -> None:
         """Start background work (jobs left over from a previous run resume)."""
-        self.jobs.start()
         # The event worker process keeps processing off the request path; a clock injected
-        # here (tests) cannot cross into it, so then processing stays in a thread.
+        # here (tests) cannot cross into it, so then processing stays in a thread. First: rule
+        # audience jobs read events through it.
         self.events.start(separate_process=self.settings.event_worker and self.clock is utc_now)
+        self.jobs.start()
+        self.rules.start()
 
     def close(self) -> None:
+        self.rules.stop()
         self.jobs.stop()
         self.events.close()
         self.db.engine.dispose()

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         description="Process events (compaction, dedup, identity resolution) in a separate "
         "worker process, off the request path; false keeps it in a thread of the server.",
     )
+    rule_refresh_seconds: float = Field(
+        default=60.0,
+        description="How often auto-refresh rule audiences are evaluated again over their "
+        "rolling window.",
+    )
     job_workers: int = Field(default=2, description="Threads running audience jobs.")
     duckdb_threads: int = Field(default=2, description="Threads DuckDB may use for matching.")
     duckdb_memory_limit: str = Field(default="3GB", description="DuckDB memory limit.")

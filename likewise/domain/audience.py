@@ -17,11 +17,16 @@ NAME_MAX = 128
 class Source(enum.StrEnum):
     CUSTOMER_FILE = "CUSTOMER_FILE"
     SEGMENT = "SEGMENT"
+    RULE = "RULE"  # website, app, lead, engagement, business account, shop, offline
 
     @property
     def display(self) -> str:
         """The type string TikTok shows in list/get."""
-        return {"CUSTOMER_FILE": "Customer File Audience", "SEGMENT": "Partner"}[self.value]
+        return {
+            "CUSTOMER_FILE": "Customer File Audience",
+            "SEGMENT": "Partner",
+            "RULE": "Rule Audience",  # the view names the kind (RULE_DISPLAY) when it knows it
+        }[self.value]
 
 
 class Status(enum.StrEnum):
@@ -89,6 +94,15 @@ class AudienceView:
     retention_in_days: int | None
     audience_enhancement: bool
     history: list[HistoryEntry] = field(default_factory=list)
+    rule_type: str | None = None  # a rule audience's audience_type (PIXEL, APP, ...)
+    auto_refresh: bool = False
+
+    @property
+    def display(self) -> str:
+        """The type list/get show: the kind of rule audience when it is one."""
+        if self.rule_type is not None:
+            return RULE_DISPLAY.get(self.rule_type, self.source.display)
+        return self.source.display
 
 
 @dataclass(frozen=True)
@@ -136,3 +150,17 @@ def check_name(name: str) -> str | None:
     if len(name) > NAME_MAX:
         return f"custom_audience_name is {len(name)} characters; at most {NAME_MAX} allowed"
     return None
+
+
+# What list/get call each kind of rule audience.
+RULE_DISPLAY: dict[str, str] = {
+    "PIXEL": "Website Traffic",
+    "APP": "App Activity",
+    "ENGAGEMENT": "Engagement",
+    "ENGAGEMENT_ORGANIC_VIDEO": "Engagement",
+    "ENGAGEMENT_LIVE_VIDEO": "Engagement",
+    "LEAD_GENERATION": "Lead Generation",
+    "BUSINESS_ACCOUNT": "Business Account",
+    "TIKTOK_SHOP": "Shop Activity",
+    "OFFLINE": "Offline Activity",
+}

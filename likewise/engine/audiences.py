@@ -39,6 +39,7 @@ from likewise.store.models import (
     Audience,
     AudienceFile,
     AudienceHistory,
+    AudienceRule,
     AudienceShare,
     AudienceVersion,
     Job,
@@ -481,6 +482,7 @@ class Audiences:
                 for h in s.execute(q).scalars()
             ]
         owner = a.advertiser_id == viewer
+        rule = s.get(AudienceRule, a.id) if a.source == Source.RULE else None
         return AudienceView(
             id=a.id,
             advertiser_id=viewer,
@@ -503,6 +505,8 @@ class Audiences:
             retention_in_days=a.retention_in_days,
             audience_enhancement=a.audience_enhancement,
             history=history,
+            rule_type=rule.audience_type if rule is not None else None,
+            auto_refresh=rule.auto_refresh if rule is not None else False,
         )
 
     # --- delete ------------------------------------------------------------------------------

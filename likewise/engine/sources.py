@@ -464,13 +464,15 @@ class EventSources:
             check_name(name, name_field)
         with self.db.session() as s:
             row = self._owned(s, advertiser_id, source_id, kinds, field)
+            before = (row.name, dict(row.settings))
             if settings is not None:
                 row.settings = checked_settings(
                     SourceKind(row.kind), merged(row.settings, settings)
                 )
             if name is not None:
                 row.name = name
-            row.modified_at = self.clock()
+            if (row.name, row.settings) != before:  # a no-op update is not a modification
+                row.modified_at = self.clock()
         self._forget(row)
         return row
 

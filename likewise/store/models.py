@@ -108,6 +108,19 @@ class AudienceVersion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class AudienceRule(Base):
+    """The definition of a rule audience: TikTok's ``rule_spec`` as sent, re-read (and its
+    sources checked again) at every evaluation."""
+
+    __tablename__ = "audience_rules"
+
+    audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), primary_key=True)
+    audience_type: Mapped[str] = mapped_column(String(32))
+    rule_spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    auto_refresh: Mapped[bool] = mapped_column(Boolean, default=True)
+    evaluated_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class AudienceFile(Base):
     """Which uploads make up a customer-file audience (the current set)."""
 

@@ -1,4 +1,4 @@
-"""``/dmp/custom_audience/*``: customer-file audiences."""
+"""``/dmp/custom_audience/*``: customer-file and rule audiences."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from likewise.api.wire.audience import (
     CustomAudienceFileUploadRequest,
     CustomAudienceGetRequest,
     CustomAudienceListRequest,
+    CustomAudienceRuleCreateRequest,
     CustomAudienceUpdateRequest,
     audience_details,
     history_item,
@@ -71,6 +72,19 @@ def create(principal: PrincipalDep, body: BodyDep, runtime: RuntimeDep) -> Envel
         sub_type=req.audience_sub_type,
         retention_in_days=req.retention_in_days,
         enhancement=req.audience_enhancement,
+    )
+    return ok({"custom_audience_id": str(audience_id)})
+
+
+@tiktok_route(router, "/rule/create/", "POST")
+def rule_create(principal: PrincipalDep, body: BodyDep, runtime: RuntimeDep) -> EnvelopeResponse:
+    """A rule audience (website, app, lead, engagement, business account, shop, offline)."""
+    req = parse(CustomAudienceRuleCreateRequest, body)
+    advertiser_id = require_advertiser(principal, req.advertiser_id)
+    if not isinstance(body, dict):
+        raise InvalidParameter("the request body must be a JSON object")
+    audience_id = runtime.rules.create(
+        advertiser_id=advertiser_id, name=req.custom_audience_name, body=body
     )
     return ok({"custom_audience_id": str(audience_id)})
 

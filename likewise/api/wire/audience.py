@@ -48,6 +48,15 @@ class CustomAudienceCreateRequest(WireModel):
     audience_enhancement: bool = False
 
 
+class CustomAudienceRuleCreateRequest(WireModel):
+    """The common fields; ``audience_type``, ``rule_spec``, ``is_auto_refresh`` and
+    ``retention_in_days`` are read by the rule parser (``domain.rule_spec``), whose errors name
+    the exact field. ``identity_*`` and ``audience_enhancement`` are accepted and ignored."""
+
+    advertiser_id: IdStr
+    custom_audience_name: Name
+
+
 class CustomAudienceUpdateRequest(WireModel):
     advertiser_id: IdStr
     custom_audience_id: IdStr
@@ -86,15 +95,15 @@ def audience_details(v: AudienceView) -> dict[str, Any]:
         "audience_id": str(v.id),
         "custom_audience_id": str(v.id),
         "name": v.name,
-        "type": v.source.display,
-        "audience_type": v.source.display,
+        "type": v.display,
+        "audience_type": v.display,
         "audience_sub_type": v.sub_type,
         "calculate_type": v.calculate_type,
         "cover_num": v.cover_num,
         "is_valid": v.is_valid,
         "is_expiring": v.is_expiring,
         "is_expired": v.is_expired,
-        "is_auto_refresh": False,
+        "is_auto_refresh": v.auto_refresh,
         "shared": v.is_shared,
         "is_creator": v.is_creator,
         "owner_id": str(v.owner_id),

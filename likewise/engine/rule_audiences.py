@@ -1,0 +1,251 @@
+"""Rule audiences (``dmp/custom_audience/rule/create/``): people defined by what they did.
+
+A rule audience is stored as TikTok's ``rule_spec`` as sent. Each evaluation parses it again
+into a :class:`~likewise.domain.rules.Plan` (so a source deleted since is noticed), compiles the
+plan to SQL (:mod:`likewise.engine.rule_sql`) and runs it over the usable events wherever the
+event state lives (``run_query``: the event worker), then stores the members as a new version.
+
+Evaluation runs as a job (retried; a failure shows in ``get`` with its message). Audiences with
+``is_auto_refresh`` are evaluated again every ``refresh_seconds`` over the rolling window;
+without it, the first result is kept (a snapshot).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pyroaring import BitMap
+from sqlalchemy import select
+
+from likewise.domain.audience import Source, Status
+from likewise.domain.rule_spec import parse_rule_audience, parse_rule_spec
+from likewise.domain.rules import Plan, SourceKind
+from likewise.engine.audiences import Audiences
+from likewise.engine.rule_sql import plan_sql
+from likewise.engine.sources import EventSources
+from likewise.engine.sources import SourceKind as StoredKind
+from likewise.errors import InvalidParameter
+from likewise.store.db import Database
+from likewise.store.models import Audience, AudienceRule, Job
+
+log = logging.getLogger(__name__)
+
+EVALUATE_RULE = "EVALUATE_RULE"
+EVENTS_RELATION = "usable_events"  # what EventIntake.members defines for the query
+# The stored sources a rule's ids may name, and what stored events carry for them: the source
+# id (pixels, apps, event sets) or the id the engagement intake reports (forms, accounts).
+STORED_KINDS: dict[SourceKind, tuple[tuple[StoredKind, ...], bool]] = {
+    SourceKind.PIXEL: ((StoredKind.PIXEL,), False),
+    SourceKind.APP: ((StoredKind.APP,), False),
+    SourceKind.OFFLINE: ((StoredKind.OFFLINE, StoredKind.CRM), False),
+    SourceKind.LEAD_FORM: ((StoredKind.LEAD_FORM,), True),
+    SourceKind.ACCOUNT: ((StoredKind.ACCOUNT,), True),
+}
+
+
+class RuleAudiences:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        audiences: Audiences,
+        sources: EventSources,
+        run_query: Callable[[str], BitMap],
+        clock: Callable[[], datetime],
+        refresh_seconds: float = 60.0,
+    ) -> None:
+        self.db = db
+        self.audiences = audiences
+        self.sources = sources
+        self.run_query = run_query
+        self.clock = clock
+        self.refresh_seconds = refresh_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        audiences.jobs.register(EVALUATE_RULE, self._evaluate_job, self._failed)
+
+    # --- create ------------------------------------------------------------------------------
+
+    def create(self, *, advertiser_id: int, name: str, body: Mapping[str, Any]) -> int:
+        """Check the rule (sources must be the advertiser's), store it, queue its evaluation."""
+        rule = parse_rule_audience(body, resolve_source=self.resolver(advertiser_id))
+        audience_type = str(body["audience_type"]).strip().upper()
+        with self.db.session() as s:
+            audience = self.audiences.new_audience(
+                s,
+                advertiser_id=advertiser_id,
+                name=name,
+                source=Source.RULE,
+                status=Status.CALCULATING,
+                retention_in_days=rule.retention_in_days,
+            )
+            s.add(
+                AudienceRule(
+                    audience_id=audience.id,
+                    audience_type=audience_type,
+                    rule_spec=dict(body["rule_spec"]),  # type: ignore[call-overload]
+                    auto_refresh=rule.auto_refresh,
+                )
+            )
+            detail = f"{audience_type}, {'auto-refresh' if rule.auto_refresh else 'snapshot'}"
+            self.audiences.history(s, audience.id, "CREATE", detail)
+            audience_id = audience.id
+        self.evaluate(audience_id)
+        return audience_id
+
+    def resolver(self, advertiser_id: int) -> Callable[[SourceKind, str], int | str | None]:
+        """``event_source_ids`` → what stored events carry, for this advertiser's sources only
+        (an unknown id and another advertiser's get the same answer: None)."""
+
+        def resolve(kind: SourceKind, raw_id: str) -> int | str | None:
+            if kind in (SourceKind.AD_GROUP, SourceKind.SHOP):
+                # Only the advertiser's own ad and shop events are read, so an id of someone
+                # else's ad group or shop matches nothing: it need not be checked.
+                return raw_id
+            if kind not in STORED_KINDS:
+                # Posts and LIVE videos are read from organic activity, which is everyone's:
+                # until Likewise records whose they are, naming one cannot be allowed.
+                raise InvalidParameter(
+                    f"{kind.value.lower().replace('_', ' ')} ids cannot be used yet: Likewise "
+                    "does not record which of them belong to an advertiser",
+                    field="rule_spec",
+                )
+            kinds, by_code = STORED_KINDS[kind]
+            rows, _ = self.sources.list(advertiser_ids=[advertiser_id], kinds=kinds, code=raw_id)
+            if not rows and raw_id.isdigit():
+                rows, _ = self.sources.list(
+                    advertiser_ids=[advertiser_id], kinds=kinds, ids=[int(raw_id)]
+                )
+            if not rows:
+                return None
+            return rows[0].code if by_code else rows[0].id
+
+        return resolve
+
+    # --- evaluate ----------------------------------------------------------------------------
+
+    def evaluate(self, audience_id: int) -> None:
+        """Queue an evaluation of the audience now."""
+        with self.db.session() as s:
+            job = Job(
+                audience_id=audience_id,
+                kind=EVALUATE_RULE,
+                payload={},
+                status="QUEUED",
+                created_at=self.clock(),
+            )
+            s.add(job)
+            s.flush()
+            job_id = job.id
+        self.audiences.jobs.submit(job_id)
+
+    def plan(self, audience: Audience, rule: AudienceRule) -> Plan:
+        return parse_rule_spec(
+            rule.audience_type,
+            rule.rule_spec,
+            resolve_source=self.resolver(audience.advertiser_id),
+        )
+
+    def _evaluate_job(self, job: Job) -> None:
+        with self.db.session() as s:
+            audience = s.get(Audience, job.audience_id)
+            rule = s.get(AudienceRule, job.audience_id)
+            if audience is None or audience.deleted or rule is None:
+                return
+            if not rule.auto_refresh and rule.evaluated_at is not None:
+                return  # a snapshot keeps its first result
+            try:
+                plan = self.plan(audience, rule)
+            except InvalidParameter as exc:  # e.g. a source deleted since: retrying won't help
+                self._fail(s, audience, exc.message, exc.message)
+                return
+            advertiser_id = audience.advertiser_id
+        now = self.clock()
+        as_of = now.replace(tzinfo=UTC).timestamp()
+        sql = plan_sql(plan, advertiser_id=advertiser_id, as_of=as_of, events=EVENTS_RELATION)
+        members = self.run_query(sql)
+        with self.db.session() as s:
+            audience = s.get(Audience, job.audience_id)
+            rule = s.get(AudienceRule, job.audience_id)
+            if audience is None or audience.deleted or rule is None:
+                return
+            changed = members != self.audiences.members(audience.id, audience.version)
+            if changed or audience.version == 0:
+                self.audiences.new_version(s, audience, members)
+                self.audiences.history(
+                    s, audience.id, "CALCULATED", f"version {audience.version}", msg=""
+                )
+            audience.status = Status.READY.value
+            audience.error_msg = ""
+            rule.evaluated_at = now
+
+    def _failed(self, job: Job, error: str) -> None:
+        with self.db.session() as s:
+            audience = s.get(Audience, job.audience_id)
+            if audience is not None:
+                message = "the rule could not be evaluated; it is tried again at the next refresh"
+                self._fail(s, audience, message, error)
+
+    def _fail(self, s: Any, audience: Audience, message: str, detail: str) -> None:
+        audience.status = Status.FAILED.value
+        audience.error_msg = message[:500]
+        self.audiences.history(s, audience.id, "FAILED", detail[:500], msg=audience.error_msg)
+
+    # --- refresh -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="rule-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            try:
+                self.refresh_due()
+            except Exception:  # the next round tries again
+                log.exception("rule audience refresh failed")
+
+    def refresh_due(self) -> int:
+        """Queue evaluations of auto-refresh audiences last evaluated (or failed) more than
+        ``refresh_seconds`` ago; returns how many."""
+        cutoff = self.clock() - timedelta(seconds=self.refresh_seconds)
+        with self.db.session() as s:
+            due = list(
+                s.execute(
+                    select(AudienceRule.audience_id)
+                    .join(Audience, Audience.id == AudienceRule.audience_id)
+                    .where(
+                        Audience.deleted.is_(False),
+                        # Never evaluated (or failed so far): every kind; else auto-refresh.
+                        AudienceRule.evaluated_at.is_(None)
+                        | (
+                            AudienceRule.auto_refresh.is_(True)
+                            & (AudienceRule.evaluated_at < cutoff)
+                        ),
+                    )
+                ).scalars()
+            )
+            busy = set(
+                s.execute(
+                    select(Job.audience_id).where(
+                        Job.kind == EVALUATE_RULE, Job.status.in_(("QUEUED", "RUNNING"))
+                    )
+                ).scalars()
+            )
+        for audience_id in due:
+            if audience_id not in busy:
+                self.evaluate(audience_id)
+        return len([a for a in due if a not in busy])
+
+    def audience_type(self, audience_id: int) -> str | None:
+        with self.db.session() as s:
+            rule = s.get(AudienceRule, audience_id)
+            return rule.audience_type if rule is not None else None
