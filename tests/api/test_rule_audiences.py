@@ -260,3 +260,28 @@ def test_another_advertisers_audience_cannot_be_created(server: Server, shop: Sh
     }
     answer = create(shop, "PIXEL", spec, advertiser_id=other.advertiser_id)  # shop's token
     assert answer["code"] == 40001 and "no permission" in answer["message"], answer
+
+
+def test_a_rule_whose_pixel_is_gone_shows_failed_with_the_reason(
+    server: Server, shop: Shop
+) -> None:
+    """Jobs never hang: an evaluation that cannot run shows FAILED and why in get."""
+    rt = server.runtime
+    pixel = rt.sources.create(advertiser_id=int(shop.advertiser_id), kind="PIXEL", name="gone")
+    spec = {"inclusion_rule_set": {"operator": "OR", "rules": [rule(str(pixel.id), "ADD TO CART")]}}
+    answer = create(shop, "PIXEL", spec)
+    assert answer["code"] == 0, answer
+    audience_id = answer["data"]["custom_audience_id"]
+    assert members(server, audience_id) == set()  # no events on this pixel yet: empty, READY
+    rt.sources.delete(advertiser_id=int(shop.advertiser_id), source_id=pixel.id)
+    rt.rules.evaluate(int(audience_id))
+    server.wait_jobs()
+    got = shop.server.call(
+        "GET",
+        "/dmp/custom_audience/get/",
+        shop.token,
+        params={"advertiser_id": shop.advertiser_id, "custom_audience_ids": f'["{audience_id}"]'},
+    )
+    details = got["data"]["list"][0]["audience_details"]
+    assert details["is_valid"] is False
+    assert "not one of yours" in details["error_msg"], details
