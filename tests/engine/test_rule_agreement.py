@@ -33,6 +33,7 @@ from likewise.domain.rule_spec import parse_rule_spec
 from likewise.domain.rules import Combine, Plan, Rule, SourceKind
 from likewise.engine import rule_sql
 from likewise.engine.rule_live import LiveAudience
+from tests.engine.test_rule_live import SCHEMA  # the event columns both evaluators read
 
 ADV = 7
 PIXEL = 11
@@ -42,29 +43,6 @@ DAY = 86_400
 T0 = 1_699_920_000  # a UTC midnight
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 
-SCHEMA = pa.schema(
-    [
-        ("uid", pa.uint32()),
-        ("advertiser_id", pa.int64()),
-        ("source_id", pa.int64()),
-        ("channel", pa.string()),
-        ("event", pa.string()),
-        ("event_time", pa.float64()),
-        ("url", pa.string()),
-        ("value", pa.float64()),
-        ("content_type", pa.string()),
-        ("content_ids", pa.list_(pa.string())),
-        ("content_categories", pa.list_(pa.string())),
-        ("prices", pa.list_(pa.float64())),
-        ("adgroup_id", pa.string()),
-        ("content_id", pa.string()),
-        ("live_id", pa.string()),
-        ("account_id", pa.string()),
-        ("form_id", pa.string()),
-        ("watched_seconds", pa.float64()),
-        ("watched_percent", pa.float64()),
-    ]
-)
 
 # --- strategies -----------------------------------------------------------------------------------
 
