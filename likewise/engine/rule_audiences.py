@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pyroaring import BitMap
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from likewise.domain.audience import Source, Status
 from likewise.domain.rule_spec import parse_rule_audience, parse_rule_spec
@@ -216,8 +216,18 @@ class RuleAudiences:
     def refresh_due(self) -> int:
         """Queue evaluations of auto-refresh audiences last evaluated (or failed) more than
         ``refresh_seconds`` ago; returns how many."""
-        cutoff = self.clock() - timedelta(seconds=self.refresh_seconds)
+        now = self.clock()
+        cutoff = now - timedelta(seconds=self.refresh_seconds)
         with self.db.session() as s:
+            # A refresh a minute per audience would grow the jobs table without end: finished
+            # evaluations are kept an hour (for inspection), failures stay.
+            s.execute(
+                delete(Job).where(
+                    Job.kind == EVALUATE_RULE,
+                    Job.status == "DONE",
+                    Job.finished_at < now - timedelta(hours=1),
+                )
+            )
             due = list(
                 s.execute(
                     select(AudienceRule.audience_id)

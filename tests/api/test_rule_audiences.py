@@ -285,3 +285,27 @@ def test_a_rule_whose_pixel_is_gone_shows_failed_with_the_reason(
     details = got["data"]["list"][0]["audience_details"]
     assert details["is_valid"] is False
     assert "not one of yours" in details["error_msg"], details
+
+
+def test_refreshes_do_not_pile_up_finished_jobs(server: Server, shop: Shop) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import func, select, update
+
+    from likewise.engine.rule_audiences import EVALUATE_RULE
+    from likewise.store.models import Job
+
+    rt = server.runtime
+    spec = {"inclusion_rule_set": {"operator": "OR", "rules": [rule(shop.pixel_id, "ADD TO CART")]}}
+    assert create(shop, "PIXEL", spec)["code"] == 0
+    server.wait_jobs()
+    old = rt.clock() - timedelta(hours=2)
+    with rt.db.session() as s:
+        s.execute(update(Job).where(Job.kind == EVALUATE_RULE).values(finished_at=old))
+    rt.rules.refresh_due()
+    server.wait_jobs()
+    with rt.db.session() as s:
+        stale = s.execute(
+            select(func.count()).where(Job.kind == EVALUATE_RULE, Job.finished_at == old)
+        ).scalar_one()
+    assert stale == 0
