@@ -162,6 +162,47 @@ def serving(rt: Runtime) -> Iterator[str]:
         sock.close()
 
 
+PURCHASERS = "Demo purchasers, last 30 days"
+
+
+def _purchasers(
+    http: httpx.Client, base: str, rt: Runtime, advertiser_id: str, token: str, pixel_id: str
+) -> dict[str, Any]:
+    """A website audience over the replayed events, made through ``rule/create/`` (once: later
+    runs find it), evaluated before the demo serves: its id, status and size."""
+    views, _ = rt.audiences.list(advertiser_id=int(advertiser_id), ids=None, page=1, page_size=100)
+    found = [v for v in views if v.name == PURCHASERS]
+    if found:
+        audience_id = found[0].id
+        rt.rules.evaluate(audience_id)  # the new events count too
+    else:
+        rule = {
+            "event_source_ids": [pixel_id],
+            "retention_days": 30,
+            "filter_set": {
+                "operator": "OR",
+                "filters": [{"field": "EVENT", "operator": "EQ", "value": "COMPLETE PAYMENT"}],
+            },
+        }
+        data = _ok(
+            http.post(
+                f"{base}/open_api/v1.3/dmp/custom_audience/rule/create/",
+                headers={"Access-Token": token},
+                json={
+                    "advertiser_id": advertiser_id,
+                    "custom_audience_name": PURCHASERS,
+                    "audience_type": "PIXEL",
+                    "rule_spec": {"inclusion_rule_set": {"operator": "OR", "rules": [rule]}},
+                },
+            )
+        )
+        audience_id = int(data["custom_audience_id"])
+    rt.jobs.wait_idle(300)
+    [view] = rt.audiences.get(advertiser_id=int(advertiser_id), ids=[audience_id], history_size=0)
+    size = len(rt.audiences.current_members(audience_id))
+    return {"custom_audience_id": str(audience_id), "status": view.status.value, "members": size}
+
+
 def _ok(response: httpx.Response) -> dict[str, Any]:
     """The answer's ``data``, or a readable error (the CLI prints one line, not a traceback)."""
     try:
@@ -266,7 +307,8 @@ def replay_demo(
         )
         activity = demo_activity(users, advertiser, seed=seed, events=events, end=time.time() - 60)
         sent = replay(activity, base, access_token=token, admin_token=admin_token, client=http)
-    rt.events.flush()  # processed, deduplicated and resolved before the numbers are read
+        rt.events.flush()  # processed, deduplicated and resolved before the numbers are read
+        rule_audience = _purchasers(http, base, rt, advertiser_id, token, sources["pixel_id"])
     start = datetime.fromtimestamp(activity.start, UTC)
     end = datetime.fromtimestamp(activity.end, UTC)
     stored: dict[str, Any] = {}
@@ -287,6 +329,7 @@ def replay_demo(
         "lead_form_id": DEMO_FORM,
         "account_id": DEMO_ACCOUNT,
         "events_replayed": sum(s.accepted for s in sent.values()),
+        "rule_audience": rule_audience,
         "replay": {
             "start": start.isoformat(),
             "end": end.isoformat(),

@@ -396,6 +396,13 @@ class Audiences:
                 self._cache.popitem(last=False)
         return bitmap
 
+    def current_members(self, audience_id: int) -> BitMap:
+        """All matched users of the audience's current version (consent not applied)."""
+        with self.db.session() as s:
+            audience = s.get(Audience, audience_id)
+            version = audience.version if audience is not None else 0
+        return self.members(audience_id, version)
+
     def reachable(self, audience: Audience) -> BitMap:
         """Members who may be targeted and counted: consent and erasure applied."""
         return self.members(audience.id, audience.version) - self.graph.excluded()

@@ -162,6 +162,9 @@ def test_demo_replays_web_and_app_events(demo_run: tuple[Path, dict[str, Any], s
         assert sent[kind]["events"] > 0 and sent[kind]["accepted"] == sent[kind]["events"], kind
     assert 1000 < sum(s["events"] for s in sent.values()) < 2000  # about --events
     assert stored["web"] == expected["web"] and stored["app"] == expected["app"]
+    # A website audience of the replay's purchasers, made through rule/create/.
+    rule = info["rule_audience"]
+    assert rule["status"] == "READY" and rule["members"] > 0, rule
     assert expected["web"]["deduplicated"] > 0 and expected["web"]["merged"] > 0
     low = expected["resolved"]
     assert 0 < low <= stored["resolved"] <= low + expected["click_only"]
