@@ -20,6 +20,7 @@ from typing import Any
 
 from pyroaring import BitMap
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from likewise.domain.audience import Source, Status
 from likewise.domain.rule_spec import parse_rule_audience, parse_rule_spec
@@ -190,7 +191,7 @@ class RuleAudiences:
                 message = "the rule could not be evaluated; it is tried again at the next refresh"
                 self._fail(s, audience, message, error)
 
-    def _fail(self, s: Any, audience: Audience, message: str, detail: str) -> None:
+    def _fail(self, s: Session, audience: Audience, message: str, detail: str) -> None:
         audience.status = Status.FAILED.value
         audience.error_msg = message[:500]
         self.audiences.history(s, audience.id, "FAILED", detail[:500], msg=audience.error_msg)
@@ -254,8 +255,3 @@ class RuleAudiences:
             if audience_id not in busy:
                 self.evaluate(audience_id)
         return len([a for a in due if a not in busy])
-
-    def audience_type(self, audience_id: int) -> str | None:
-        with self.db.session() as s:
-            rule = s.get(AudienceRule, audience_id)
-            return rule.audience_type if rule is not None else None

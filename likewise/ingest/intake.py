@@ -78,7 +78,7 @@ class EventIntake:
 
     def start(self, *, separate_process: bool = False) -> None:
         if separate_process:
-            self.log.seal_after = self.processor.interval
+            self.log.seal_every(self.processor.interval)
             self.worker = EventWorker(self.settings, interval=self.processor.interval)
             self.worker.start()
         else:

@@ -104,7 +104,6 @@ class EventProcessor:
         store: EventStore,
         *,
         interval: float = 0.5,
-        on_stored: Callable[[set[int]], None] | None = None,
         clock: Callable[[], float] = time.time,
         resolver: EventResolver | None = None,
         retention_days: int | None = None,
@@ -112,7 +111,6 @@ class EventProcessor:
         self.log = log_
         self.store = store
         self.interval = interval
-        self.on_stored = on_stored  # called with the ids of sources that got new events
         self.clock = clock
         self.resolver = resolver
         self.retention_days = retention_days  # days of events kept (the longest lookback)
@@ -198,8 +196,6 @@ class EventProcessor:
             self.store.set_meta(con, "last_segment", seq)
             con.execute("COMMIT")
         segment.unlink(missing_ok=True)
-        if kept.num_rows and self.on_stored is not None:
-            self.on_stored({int(x) for x in pc.unique(kept["source_id"]).to_pylist()})
         return kept.num_rows
 
     def resolve_pending(self, *, everything: bool = True) -> int:
@@ -308,15 +304,6 @@ class EventProcessor:
         """Forget dedup keys older than the 48-hour window."""
         with self.store.state() as con:
             con.execute("DELETE FROM seen WHERE received_at < ?", [now - DEDUP_SECONDS])
-
-
-KEY_TYPES = {"source_id": pa.int64(), "event": pa.string(), "event_id": pa.string()}
-SEEN_TYPES = {
-    **KEY_TYPES,
-    "eid": pa.int64(),
-    "channel": pa.string(),
-    "received_at": pa.float64(),
-}
 
 
 CANDIDATE_TYPES = {
@@ -437,7 +424,7 @@ def _partitions(kept: pa.Table) -> Iterator[tuple[tuple[int, date], pa.Table]]:
     if kept.num_rows == 0:
         return
     adv, day = kept["advertiser_id"], kept["day"]
-    if pc.min_max(adv) == pc.min_max(adv[:1]) and pc.min_max(day) == pc.min_max(day[:1]):
+    if pc.count_distinct(adv).as_py() == 1 and pc.count_distinct(day).as_py() == 1:
         # The usual segment: one advertiser, one day. No sort (it copies every column).
         yield (adv[0].as_py(), day[0].as_py()), kept
         return

@@ -82,6 +82,12 @@ class EventLog:
             self._pending.append((payload, done))
             self._lock.notify()
 
+    def seal_every(self, seconds: float) -> None:
+        """From now on, seal a segment holding anything after ``seconds`` (see ``seal_after``)."""
+        with self._lock:
+            self.seal_after = seconds
+            self._lock.notify()  # the writer may be asleep without a deadline
+
     def rotate(self) -> None:
         """Seal the current segment (if it holds anything) so the processor can take it."""
         done: Future[None] = Future()

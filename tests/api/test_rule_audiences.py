@@ -16,6 +16,7 @@ import pytest
 from business_api_client.api.audience_api import AudienceApi
 
 from likewise.ingest.users import import_users
+from likewise.store.models import Audience
 from tests.api.test_events_api import EVENT_TRACK, Shop
 from tests.conftest import Server, start_server
 
@@ -70,36 +71,30 @@ def rule(pixel_id: str, value: str, *, days: int = 30, **extra: Any) -> dict[str
 
 def members(server: Server, audience_id: str) -> set[str]:
     """The audience's members as platform user ids (exact: small audiences are not reported
-    exactly on the wire)."""
+    exactly on the wire), once its evaluation is done."""
     server.wait_jobs()
     rt = server.runtime
-    [view] = rt.audiences.get(
-        advertiser_id=_owner(server, audience_id), ids=[int(audience_id)], history_size=0
-    )
-    assert view.status.value == "READY", (view.status, view.error_msg)
-    uids = rt.audiences.members(int(audience_id), _version(server, audience_id))
+    with rt.db.session() as s:
+        audience = s.get(Audience, int(audience_id))
+        assert audience is not None
+        assert audience.status == "READY", (audience.status, audience.error_msg)
+    uids = rt.audiences.current_members(int(audience_id))
     with rt.graph.connect() as con:
         rows = con.execute("SELECT uid, ext_id FROM users").fetchall()
     names = {int(u): e for u, e in rows}
     return {names[u] for u in uids}
 
 
-def _owner(server: Server, audience_id: str) -> int:
-    from likewise.store.models import Audience
-
-    with server.runtime.db.session() as s:
-        a = s.get(Audience, int(audience_id))
-        assert a is not None
-        return a.advertiser_id
-
-
-def _version(server: Server, audience_id: str) -> int:
-    from likewise.store.models import Audience
-
-    with server.runtime.db.session() as s:
-        a = s.get(Audience, int(audience_id))
-        assert a is not None
-        return a.version
+def details(shop: Shop, audience_id: str) -> dict[str, Any]:
+    """``audience_details`` of one audience, as ``custom_audience/get/`` reports it."""
+    got = shop.server.call(
+        "GET",
+        "/dmp/custom_audience/get/",
+        shop.token,
+        params={"advertiser_id": shop.advertiser_id, "custom_audience_ids": f'["{audience_id}"]'},
+    )
+    assert got["code"] == 0, got
+    return got["data"]["list"][0]["audience_details"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +135,9 @@ def test_purchasers_in_the_last_30_days(server: Server, shop: Shop) -> None:
     assert answer["code"] == 0, answer
     audience_id = answer["data"]["custom_audience_id"]
     assert members(server, audience_id) == {"u0", "u1", "u4"}
-    listed = shop.server.call(
-        "GET",
-        "/dmp/custom_audience/get/",
-        shop.token,
-        params={"advertiser_id": shop.advertiser_id, "custom_audience_ids": f'["{audience_id}"]'},
-    )
-    details = listed["data"]["list"][0]["audience_details"]
-    assert details["audience_type"] == "Website Traffic"
-    assert details["is_auto_refresh"] is True
+    got = details(shop, audience_id)
+    assert got["audience_type"] == "Website Traffic"
+    assert got["is_auto_refresh"] is True
 
 
 def test_cart_abandoners_exclude_buyers(server: Server, shop: Shop) -> None:
@@ -276,15 +265,9 @@ def test_a_rule_whose_pixel_is_gone_shows_failed_with_the_reason(
     rt.sources.delete(advertiser_id=int(shop.advertiser_id), source_id=pixel.id)
     rt.rules.evaluate(int(audience_id))
     server.wait_jobs()
-    got = shop.server.call(
-        "GET",
-        "/dmp/custom_audience/get/",
-        shop.token,
-        params={"advertiser_id": shop.advertiser_id, "custom_audience_ids": f'["{audience_id}"]'},
-    )
-    details = got["data"]["list"][0]["audience_details"]
-    assert details["is_valid"] is False
-    assert "not one of yours" in details["error_msg"], details
+    got = details(shop, audience_id)
+    assert got["is_valid"] is False
+    assert "not one of yours" in got["error_msg"], got
 
 
 def test_refreshes_do_not_pile_up_finished_jobs(server: Server, shop: Shop) -> None:
