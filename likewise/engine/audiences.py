@@ -71,7 +71,21 @@ class Audiences:
         self.clock = clock
         self._cache: OrderedDict[tuple[int, int], BitMap] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # Membership newer than the audience's stored version (live rule audiences): replaced
+        # whole on each change, so a reader holds one consistent bitmap and never waits.
+        self._live: dict[int, BitMap] = {}
+        self._listeners: list[Callable[[int], None]] = []
         jobs.register(MATCH_FILES, self._run_match, self._match_failed)
+
+    def add_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(audience_id)`` whenever an audience's membership changes (a new
+        stored version, or live membership published). Called on the thread that made the
+        change, after it is visible; a listener must be quick or hand the work off."""
+        self._listeners.append(listener)
+
+    def _changed(self, audience_id: int) -> None:
+        for listener in self._listeners:
+            listener(audience_id)
 
     # --- create ------------------------------------------------------------------------------
 
@@ -243,6 +257,19 @@ class Audiences:
         self.bitmaps.prune(audience.id, {version, version - 1})
         with self._cache_lock:
             self._cache[(audience.id, version)] = members
+        self._live.pop(audience.id, None)  # the stored version is now the newest
+        # After the caller's commit would be cleaner; listeners read members, not rows.
+        self._changed(audience.id)
+
+    def publish_live(self, audience_id: int, members: BitMap) -> None:
+        """Make ``members`` the audience's membership now, ahead of its next stored version
+        (the rule engine stores one now and then, not on every change)."""
+        self._live[audience_id] = members
+        self._changed(audience_id)
+
+    def live_members(self, audience_id: int) -> BitMap | None:
+        """Membership published live and not stored as a version yet, if any."""
+        return self._live.get(audience_id)
 
     def history(
         self,
@@ -397,15 +424,23 @@ class Audiences:
         return bitmap
 
     def current_members(self, audience_id: int) -> BitMap:
-        """All matched users of the audience's current version (consent not applied)."""
+        """All members now: live membership if published, else the current version
+        (consent not applied)."""
+        live = self._live.get(audience_id)
+        if live is not None:
+            return live
         with self.db.session() as s:
             audience = s.get(Audience, audience_id)
             version = audience.version if audience is not None else 0
         return self.members(audience_id, version)
 
+    def _latest(self, audience: Audience) -> BitMap:
+        live = self._live.get(audience.id)
+        return live if live is not None else self.members(audience.id, audience.version)
+
     def reachable(self, audience: Audience) -> BitMap:
         """Members who may be targeted and counted: consent and erasure applied."""
-        return self.members(audience.id, audience.version) - self.graph.excluded()
+        return self._latest(audience) - self.graph.excluded()
 
     def _owned(self, advertiser_id: int, audience_id: int) -> Audience:
         with self.db.session() as s:
@@ -461,7 +496,7 @@ class Audiences:
         life = Lifecycle(a.created_at, a.modified_at, a.last_used_at, a.retention_in_days)
         expired = life.is_expired(now)
         reachable = (
-            self.members(a.id, a.version).difference_cardinality(self.graph.excluded())
+            self._latest(a).difference_cardinality(self.graph.excluded())
             if a.status == Status.READY
             else 0
         )
@@ -541,9 +576,11 @@ class Audiences:
             if a.source == Source.SEGMENT:
                 self.graph.segment_drop(a.id)  # its hashed keys go with it
             self.bitmaps.drop(a.id)
+            self._live.pop(a.id, None)
             with self._cache_lock:
                 for key in [k for k in self._cache if k[0] == a.id]:
                     del self._cache[key]
+            self._changed(a.id)
 
 
 def _rejects_text(rejected: int, stats: dict[str, object]) -> str:
