@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from likewise.domain.rule_values import TYPES, TypeSpec, filter_values
@@ -76,12 +76,19 @@ NOUNS: dict[SourceKind, str] = {
 }
 
 
+# Platform objects that say nothing of their owner but their creator (a business account).
+OWNED_BY_ACCOUNTS = frozenset({SourceKind.POST, SourceKind.LIVE})
+
+
 class SourceResolver(Protocol):
     def __call__(self, kind: SourceKind, raw_id: str, /) -> int | str | None: ...
 
 
 def parse_rule_audience(
-    body: Mapping[str, object], *, resolve_source: SourceResolver
+    body: Mapping[str, object],
+    *,
+    resolve_source: SourceResolver,
+    creators: Callable[[], Sequence[str]] | None = None,
 ) -> RuleAudience:
     """The rule-related fields of a ``rule/create`` body: ``audience_type``, ``rule_spec``,
     ``is_auto_refresh`` (default true) and ``retention_in_days`` (1-365, optional)."""
@@ -89,7 +96,9 @@ def parse_rule_audience(
         raise _bad("audience_type", "is required")
     if "rule_spec" not in body:
         raise _bad("rule_spec", "is required")
-    plan = parse_rule_spec(body["audience_type"], body["rule_spec"], resolve_source=resolve_source)
+    plan = parse_rule_spec(
+        body["audience_type"], body["rule_spec"], resolve_source=resolve_source, creators=creators
+    )
     refresh = body.get("is_auto_refresh")
     if refresh is None:
         refresh = True
@@ -107,13 +116,21 @@ def parse_rule_audience(
 
 
 def parse_rule_spec(
-    audience_type: object, rule_spec: object, *, resolve_source: SourceResolver
+    audience_type: object,
+    rule_spec: object,
+    *,
+    resolve_source: SourceResolver,
+    creators: Callable[[], Sequence[str]] | None = None,
 ) -> Plan:
-    """``rule_spec`` of an ``audience_type`` as a plan, or an error naming the problem."""
+    """``rule_spec`` of an ``audience_type`` as a plan, or an error naming the problem.
+
+    ``creators`` gives the advertiser's business accounts (their ``creator_id``): a post or
+    LIVE video counts as the advertiser's only when one of them created it. None: no such
+    restriction (plans built for tests)."""
     kind = _audience_type(audience_type)
     spec = TYPES[kind]
     body = _object(rule_spec, SPEC)
-    parser = _Parser(kind, spec, resolve_source)
+    parser = _Parser(kind, spec, resolve_source, creators)
     inclusion = parser.rule_set(body, "inclusion_rule_set", required=True)
     exclusion = parser.rule_set(body, "exclusion_rule_set", required=False)
     return Plan(audience_type=kind, inclusion=inclusion, exclusion=exclusion)
@@ -174,10 +191,17 @@ def _audience_type(value: object) -> AudienceType:
 
 
 class _Parser:
-    def __init__(self, kind: AudienceType, spec: TypeSpec, resolve: SourceResolver) -> None:
+    def __init__(
+        self,
+        kind: AudienceType,
+        spec: TypeSpec,
+        resolve: SourceResolver,
+        creators: Callable[[], Sequence[str]] | None = None,
+    ) -> None:
         self.kind = kind
         self.spec = spec
         self.resolve = resolve
+        self.creators = creators
         self.resolved: dict[str, int | str] = {}  # one lookup per id across all rules
 
     def rule_set(
@@ -238,8 +262,25 @@ class _Parser:
             if key not in keys:
                 keys.append(key)
         return Sources(
-            kind=spec.kind, match_field=spec.match_field, ids=tuple(keys), organic=spec.organic
+            kind=spec.kind,
+            match_field=spec.match_field,
+            ids=tuple(keys),
+            organic=spec.organic,
+            creators=self.owners(at) if spec.kind in OWNED_BY_ACCOUNTS else (),
         )
+
+    def owners(self, at: str) -> tuple[str, ...]:
+        if self.creators is None:
+            return ()
+        codes = tuple(sorted(set(self.creators())))
+        if not codes:
+            noun = NOUNS[self.spec.kind]
+            raise _bad(
+                at,
+                f"names {noun}s, which are yours only when one of your business accounts "
+                "created them; add your business account as an event source first",
+            )
+        return codes
 
     def source(self, raw_id: str, at: str) -> int | str:
         key = self.resolved.get(raw_id)

@@ -143,12 +143,15 @@ class Sources:
     shop): every source of the kind the advertiser owns, that is, every matching event stored
     under the advertiser. ``organic``: events stored as
     organic activity (advertiser 0) count too when they name one of ``ids`` (plays of the
-    advertiser's own posts and LIVE videos are organic, not ads)."""
+    advertiser's own posts and LIVE videos are organic, not ads). ``creators``: when given,
+    such organic activity counts only when its ``creator_id`` is one of them (a post or LIVE
+    id alone does not say whose it is; the advertiser's business accounts do)."""
 
     kind: SourceKind
     match_field: str | None
     ids: tuple[int | str, ...] = ()
     organic: bool = False
+    creators: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

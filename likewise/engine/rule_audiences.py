@@ -73,7 +73,11 @@ class RuleAudiences:
 
     def create(self, *, advertiser_id: int, name: str, body: Mapping[str, Any]) -> int:
         """Check the rule (sources must be the advertiser's), store it, queue its evaluation."""
-        rule = parse_rule_audience(body, resolve_source=self.resolver(advertiser_id))
+        rule = parse_rule_audience(
+            body,
+            resolve_source=self.resolver(advertiser_id),
+            creators=lambda: self.account_codes(advertiser_id),
+        )
         audience_type = str(body["audience_type"]).strip().upper()
         with self.db.session() as s:
             audience = self.audiences.new_audience(
@@ -103,18 +107,12 @@ class RuleAudiences:
         (an unknown id and another advertiser's get the same answer: None)."""
 
         def resolve(kind: SourceKind, raw_id: str) -> int | str | None:
-            if kind in (SourceKind.AD_GROUP, SourceKind.SHOP):
-                # Only the advertiser's own ad and shop events are read, so an id of someone
-                # else's ad group or shop matches nothing: it need not be checked.
-                return raw_id
             if kind not in STORED_KINDS:
-                # Posts and LIVE videos are read from organic activity, which is everyone's:
-                # until Likewise records whose they are, naming one cannot be allowed.
-                raise InvalidParameter(
-                    f"{kind.value.lower().replace('_', ' ')} ids cannot be used yet: Likewise "
-                    "does not record which of them belong to an advertiser",
-                    field="rule_spec",
-                )
+                # Ad groups and shops: only the advertiser's own ad and shop events are read,
+                # so someone else's id matches nothing. Posts and LIVE videos: organic activity
+                # counts only when the advertiser's business accounts created them (the plan's
+                # Sources.creators). Either way the id need not be checked here.
+                return raw_id
             kinds, by_code = STORED_KINDS[kind]
             rows, _ = self.sources.list(advertiser_ids=[advertiser_id], kinds=kinds, code=raw_id)
             if not rows and raw_id.isdigit():
@@ -126,6 +124,11 @@ class RuleAudiences:
             return rows[0].code if by_code else rows[0].id
 
         return resolve
+
+    def account_codes(self, advertiser_id: int) -> list[str]:
+        """The advertiser's business accounts, as organic events name their creator."""
+        rows, _ = self.sources.list(advertiser_ids=[advertiser_id], kinds=(StoredKind.ACCOUNT,))
+        return [row.code for row in rows if row.code]
 
     # --- evaluate ----------------------------------------------------------------------------
 
@@ -149,6 +152,7 @@ class RuleAudiences:
             rule.audience_type,
             rule.rule_spec,
             resolve_source=self.resolver(audience.advertiser_id),
+            creators=lambda: self.account_codes(audience.advertiser_id),
         )
 
     def _evaluate_job(self, job: Job) -> None:

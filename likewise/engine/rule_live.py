@@ -200,7 +200,10 @@ def _qualifying(batch: _Batch, rule: Rule, advertiser_id: int, names: frozenset[
         named = _in(batch.column(sources.match_field), sources.ids)
         keep &= named
         if sources.organic:
-            keep |= (advertiser == 0) & named
+            organic = (advertiser == 0) & named
+            if sources.creators and organic.any():
+                organic &= _in(batch.column("creator_id"), sources.creators)
+            keep |= organic
     if not keep.any():
         return keep
     keep &= _in(batch.column("channel"), rule.event.channels)

@@ -237,7 +237,11 @@ def _sources(rule: Rule, advertiser_id: int) -> str:
     named = f"COALESCE({column} IN ({_ids(column, sources.ids)}), FALSE)"
     if sources.organic:
         # Organic activity (advertiser 0) on the advertiser's own posts, LIVE videos, accounts.
-        return f"(advertiser_id IN ({int(advertiser_id)}, 0) AND {named})"
+        organic = f"(advertiser_id IN ({int(advertiser_id)}, 0) AND {named}"
+        if sources.creators:
+            creators = f"COALESCE(creator_id IN ({_texts(sources.creators)}), FALSE)"
+            organic += f" AND ({own} OR {creators})"
+        return organic + ")"
     return f"({own} AND {named})"
 
 

@@ -55,6 +55,7 @@ SCHEMA = pa.schema(
         ("adgroup_id", pa.string()),
         ("content_id", pa.string()),
         ("live_id", pa.string()),
+        ("creator_id", pa.string()),
         ("account_id", pa.string()),
         ("form_id", pa.string()),
         ("watched_seconds", pa.float64()),
@@ -305,6 +306,27 @@ def test_organic_activity_counts_on_the_named_objects_only() -> None:
     )
     assert audience.members(T0) == BitMap([1, 3])
 
+
+
+def test_organic_activity_counts_only_on_the_advertisers_creators() -> None:
+    p = plan(
+        rule("ORGANIC VIDEO ENGAGEMENT", days=7, source="post-1"),
+        audience_type="ENGAGEMENT_ORGANIC_VIDEO",
+    )
+    sources = replace(p.inclusion[0].sources, creators=("acct-1",))
+    p = replace(p, inclusion=(replace(p.inclusion[0], sources=sources),))
+    base = {"channel": "engagement", "event": "like", "event_time": T0, "source_id": 0}
+    post = {**base, "content_id": "post-1"}
+    audience = live(
+        p,
+        events(
+            {**post, "uid": 1, "advertiser_id": 0, "creator_id": "acct-1"},
+            {**post, "uid": 2, "advertiser_id": 0, "creator_id": "acct-2"},
+            {**post, "uid": 3, "advertiser_id": 0},
+            {**post, "uid": 4, "advertiser_id": ADV},
+        ),
+    )
+    assert audience.members(T0) == BitMap([1, 4])
 
 def test_play_depth_thresholds_fail_without_the_measure() -> None:
     p = plan(rule("PLAY 50", source="ag-1"), audience_type="ENGAGEMENT")

@@ -391,6 +391,18 @@ def test_organic_video_plays(world: RuleWorld) -> None:
     assert world.members(unnamed) == set()
 
 
+def test_organic_activity_counts_only_on_the_advertisers_creators(world: RuleWorld) -> None:
+    world.send(
+        world.engagement("ann", "like", content_id="v1", creator_id="acct-1", advertiser=0),
+        world.engagement("bob", "like", content_id="v1", creator_id="acct-9", advertiser=0),
+        world.engagement("cat", "like", content_id="v1", advertiser=0),  # creator unknown
+        world.engagement("dan", "like", content_id="v1", advertiser=ADVERTISER),  # its own ad
+    )
+    likes = plan("ENGAGEMENT_ORGANIC_VIDEO", rule("ORGANIC VIDEO ENGAGEMENT", ["v1"], days=7))
+    mine = with_rule(likes, sources=replace(likes.inclusion[0].sources, creators=("acct-1",)))
+    assert world.members(mine) == {"ann", "dan"}
+
+
 # --- Likewise's extras ---------------------------------------------------------------------------
 
 

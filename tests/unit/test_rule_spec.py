@@ -678,3 +678,28 @@ def test_docs_list_every_filter_value() -> None:
             assert f"`{match.label}`" in text, match.label
             for name in match.names:
                 assert f"`{name}`" in text, name
+
+
+def test_posts_and_live_videos_are_the_advertisers_through_its_business_accounts() -> None:
+    rule_spec = spec(rule("ORGANIC VIDEO ENGAGEMENT", ids=["v-1"], days=7))
+    plan_ = parse_rule_spec(
+        "ENGAGEMENT_ORGANIC_VIDEO", rule_spec, resolve_source=resolve, creators=lambda: ["a2", "a1"]
+    )
+    assert plan_.inclusion[0].sources.creators == ("a1", "a2")
+    with pytest.raises(InvalidParameter) as caught:
+        parse_rule_spec(
+            "ENGAGEMENT_LIVE_VIDEO",
+            spec(rule("LIVE VIDEO VIEW", ids=["live-1"], days=7)),
+            resolve_source=resolve,
+            creators=lambda: [],
+        )
+    assert "business account" in caught.value.message
+    assert caught.value.field == "rule_spec.inclusion_rule_set.rules[0].event_source_ids"
+    # Other kinds never ask.
+    pixel = parse_rule_spec(
+        "PIXEL",
+        spec(rule("PAGE BROWSE", ids=["CPIXEL00000000000001"])),
+        resolve_source=resolve,
+        creators=lambda: [],
+    )
+    assert pixel.inclusion[0].sources.creators == ()
