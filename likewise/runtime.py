@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from likewise.engine.audiences import Audiences
+from likewise.engine.combined_audiences import CombinedAudiences
 from likewise.engine.jobs import JobRunner
 from likewise.engine.rule_audiences import RuleAudiences
 from likewise.engine.segments import Segments
@@ -61,6 +62,8 @@ class Runtime:
             clock=clock,
         )
         self.segments = Segments(self.audiences)
+        # Combined audiences follow their parts (a listener on every membership change).
+        self.combined = CombinedAudiences(db=self.db, audiences=self.audiences)
         self.sources = EventSources(self.db, clock)
         # The same clock as Unix seconds (time.time itself unless a test injected one).
         seconds = time.time if clock is utc_now else lambda: clock().replace(tzinfo=UTC).timestamp()
@@ -72,7 +75,10 @@ class Runtime:
             run_query=self.events.members,
             clock=clock,
             refresh_seconds=settings.rule_refresh_seconds,
+            watch=self.events.watch if settings.rule_live else None,
+            unwatch=self.events.unwatch,
         )
+        self.events.on_live = self.rules.on_live
         # Sources show ACTIVE once events are accepted (a write now and then, not per request).
         self.events.on_accepted = lambda ids: self.sources.record_activity(ids, clock())
 
@@ -92,8 +98,10 @@ class Runtime:
         self.events.start(separate_process=self.settings.event_worker and self.clock is utc_now)
         self.jobs.start()
         self.rules.start()
+        self.combined.start()
 
     def close(self) -> None:
+        self.combined.stop()
         self.rules.stop()
         self.jobs.stop()
         self.events.close()

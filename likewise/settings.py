@@ -54,8 +54,14 @@ class Settings(BaseSettings):
     )
     rule_refresh_seconds: float = Field(
         default=60.0,
-        description="How often auto-refresh rule audiences are evaluated again over their "
-        "rolling window.",
+        description="How often live rule audiences are stored as a new version (their members "
+        "change within seconds of an event either way); without live audiences, how often "
+        "auto-refresh rule audiences are evaluated again over their rolling window.",
+    )
+    rule_live: bool = Field(
+        default=True,
+        description="Keep auto-refresh rule audiences live: each usable event updates them "
+        "within seconds. False: they are evaluated again every rule_refresh_seconds.",
     )
     job_workers: int = Field(default=2, description="Threads running audience jobs.")
     duckdb_threads: int = Field(default=2, description="Threads DuckDB may use for matching.")

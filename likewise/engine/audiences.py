@@ -74,6 +74,7 @@ class Audiences:
         # Membership newer than the audience's stored version (live rule audiences): replaced
         # whole on each change, so a reader holds one consistent bitmap and never waits.
         self._live: dict[int, BitMap] = {}
+        self._deleted: set[int] = set()  # deleted here: late live publications are ignored
         self._listeners: list[Callable[[int], None]] = []
         jobs.register(MATCH_FILES, self._run_match, self._match_failed)
 
@@ -240,7 +241,11 @@ class Audiences:
             audience.error_msg = "matching failed; upload the files again or contact the operator"
             self.history(s, audience.id, "FAILED", error[:500], msg=audience.error_msg)
 
-    def new_version(self, s: Session, audience: Audience, members: BitMap) -> None:
+    def new_version(
+        self, s: Session, audience: Audience, members: BitMap, *, supersede_live: bool = True
+    ) -> None:
+        """Store ``members`` as the audience's next version. ``supersede_live=False``: live
+        membership published for it stays what readers see (it may be newer than this)."""
         version = audience.version + 1
         path = self.bitmaps.write(audience.id, version, members)
         s.add(
@@ -257,13 +262,17 @@ class Audiences:
         self.bitmaps.prune(audience.id, {version, version - 1})
         with self._cache_lock:
             self._cache[(audience.id, version)] = members
-        self._live.pop(audience.id, None)  # the stored version is now the newest
+        if supersede_live:
+            self._live.pop(audience.id, None)  # the stored version is now the newest
         # After the caller's commit would be cleaner; listeners read members, not rows.
         self._changed(audience.id)
 
     def publish_live(self, audience_id: int, members: BitMap) -> None:
         """Make ``members`` the audience's membership now, ahead of its next stored version
-        (the rule engine stores one now and then, not on every change)."""
+        (the rule engine stores one now and then, not on every change). Ignored once the
+        audience is deleted."""
+        if audience_id in self._deleted:
+            return
         self._live[audience_id] = members
         self._changed(audience_id)
 
@@ -576,6 +585,7 @@ class Audiences:
             if a.source == Source.SEGMENT:
                 self.graph.segment_drop(a.id)  # its hashed keys go with it
             self.bitmaps.drop(a.id)
+            self._deleted.add(a.id)
             self._live.pop(a.id, None)
             with self._cache_lock:
                 for key in [k for k in self._cache if k[0] == a.id]:

@@ -5,16 +5,21 @@ into a :class:`~likewise.domain.rules.Plan` (so a source deleted since is notice
 plan to SQL (:mod:`likewise.engine.rule_sql`) and runs it over the usable events wherever the
 event state lives (``run_query``: the event worker), then stores the members as a new version.
 
-Evaluation runs as a job (retried; a failure shows in ``get`` with its message). Audiences with
-``is_auto_refresh`` are evaluated again every ``refresh_seconds`` over the rolling window;
-without it, the first result is kept (a snapshot).
+Evaluation runs as a job (retried; a failure shows in ``get`` with its message). Without
+``is_auto_refresh`` the first result is kept (a snapshot). Audiences with it are *live* once
+evaluated (``watch`` given): a :class:`~likewise.engine.rule_live.LiveAudience` of the same plan
+is handed to the event processing (``watch``), which reads the history and then applies every
+event as it becomes usable; each change comes back through :meth:`RuleAudiences.on_live` and is
+published at once (``Audiences.publish_live``), and stored as a new version at most every
+``refresh_seconds``. Without ``watch`` they are evaluated again every ``refresh_seconds``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,6 +31,7 @@ from likewise.domain.audience import Source, Status
 from likewise.domain.rule_spec import parse_rule_audience, parse_rule_spec
 from likewise.domain.rules import Plan, SourceKind
 from likewise.engine.audiences import Audiences
+from likewise.engine.rule_live import LiveAudience
 from likewise.engine.rule_sql import plan_sql
 from likewise.engine.sources import EventSources
 from likewise.engine.sources import SourceKind as StoredKind
@@ -58,6 +64,8 @@ class RuleAudiences:
         run_query: Callable[[str], BitMap],
         clock: Callable[[], datetime],
         refresh_seconds: float = 60.0,
+        watch: Callable[[int, LiveAudience], None] | None = None,
+        unwatch: Callable[[int], None] | None = None,
     ) -> None:
         self.db = db
         self.audiences = audiences
@@ -65,18 +73,28 @@ class RuleAudiences:
         self.run_query = run_query
         self.clock = clock
         self.refresh_seconds = refresh_seconds
+        self.watch = watch
+        self.unwatch = unwatch
+        self._watched: dict[int, Plan] = {}  # live audiences and the plan they were given
+        self._live_at: dict[int, float] = {}  # when each last published live members
+        self._live_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         audiences.jobs.register(EVALUATE_RULE, self._evaluate_job, self._failed)
 
     # --- create ------------------------------------------------------------------------------
 
-    def create(self, *, advertiser_id: int, name: str, body: Mapping[str, Any]) -> int:
-        """Check the rule (sources must be the advertiser's), store it, queue its evaluation."""
+    def create(
+        self, *, advertiser_id: int, name: str, body: Mapping[str, Any], extended: bool = False
+    ) -> int:
+        """Check the rule (sources must be the advertiser's), store it, queue its evaluation.
+        ``extended``: the body is in Likewise's dialect (``/likewise/v1/audience/rule/create/``:
+        AND between rules, thresholds); it is stored with the rule and read again with it."""
         rule = parse_rule_audience(
             body,
             resolve_source=self.resolver(advertiser_id),
             creators=lambda: self.account_codes(advertiser_id),
+            extended=extended,
         )
         audience_type = str(body["audience_type"]).strip().upper()
         with self.db.session() as s:
@@ -94,9 +112,12 @@ class RuleAudiences:
                     audience_type=audience_type,
                     rule_spec=dict(body["rule_spec"]),  # type: ignore[call-overload]
                     auto_refresh=rule.auto_refresh,
+                    extended=extended,
                 )
             )
             detail = f"{audience_type}, {'auto-refresh' if rule.auto_refresh else 'snapshot'}"
+            if extended:
+                detail += ", Likewise rule"
             self.audiences.history(s, audience.id, "CREATE", detail)
             audience_id = audience.id
         self.evaluate(audience_id)
@@ -153,6 +174,7 @@ class RuleAudiences:
             rule.rule_spec,
             resolve_source=self.resolver(audience.advertiser_id),
             creators=lambda: self.account_codes(audience.advertiser_id),
+            extended=rule.extended,
         )
 
     def _evaluate_job(self, job: Job) -> None:
@@ -178,15 +200,74 @@ class RuleAudiences:
             rule = s.get(AudienceRule, job.audience_id)
             if audience is None or audience.deleted or rule is None:
                 return
+            live = audience.id in self._watched
             changed = members != self.audiences.members(audience.id, audience.version)
             if changed or audience.version == 0:
-                self.audiences.new_version(s, audience, members)
+                self.audiences.new_version(s, audience, members, supersede_live=not live)
                 self.audiences.history(
                     s, audience.id, "CALCULATED", f"version {audience.version}", msg=""
                 )
             audience.status = Status.READY.value
             audience.error_msg = ""
             rule.evaluated_at = now
+            auto_refresh = rule.auto_refresh
+        with self._live_lock:
+            # Live members published after this evaluation began are newer: they stay.
+            if live and self._live_at.get(job.audience_id, -1.0) < as_of:
+                self.audiences.publish_live(job.audience_id, members)
+        if auto_refresh and not live:
+            self._watch(job.audience_id, advertiser_id, plan)
+
+    # --- live --------------------------------------------------------------------------------
+
+    def _watch(self, audience_id: int, advertiser_id: int, plan: Plan) -> None:
+        if self.watch is None:
+            return
+        with self._live_lock:
+            self._watched[audience_id] = plan
+        self.watch(audience_id, LiveAudience(plan, advertiser_id=advertiser_id))
+
+    def _unwatch(self, audience_id: int) -> None:
+        with self._live_lock:
+            known = self._watched.pop(audience_id, None) is not None
+            self._live_at.pop(audience_id, None)
+        if known and self.unwatch is not None:
+            self.unwatch(audience_id)
+
+    def on_live(self, changes: Mapping[Hashable, BitMap]) -> None:
+        """Live members that changed (from the event processing): readers see them at once."""
+        now = time.time()
+        with self._live_lock:
+            for key, members in changes.items():
+                if isinstance(key, int) and key in self._watched:
+                    self._live_at[key] = now
+                    self.audiences.publish_live(key, members)
+
+    def _keep_live(self) -> None:
+        """Store live members as a version when they changed (at most once a round), and
+        follow changes of the rule's meaning: a source deleted (the audience fails), a business
+        account added (the plan changes), the audience deleted."""
+        for audience_id in list(self._watched):
+            with self.db.session() as s:
+                audience = s.get(Audience, audience_id)
+                rule = s.get(AudienceRule, audience_id)
+                if audience is None or audience.deleted or rule is None:
+                    self._unwatch(audience_id)
+                    continue
+                try:
+                    plan = self.plan(audience, rule)
+                except InvalidParameter as exc:
+                    self._unwatch(audience_id)
+                    self._fail(s, audience, exc.message, exc.message)
+                    continue
+                members = self.audiences.live_members(audience_id)
+                stored = self.audiences.members(audience_id, audience.version)
+                if members is not None and members != stored:
+                    self.audiences.new_version(s, audience, members, supersede_live=False)
+                rule.evaluated_at = self.clock()
+                advertiser_id = audience.advertiser_id
+            if plan != self._watched.get(audience_id):
+                self._watch(audience_id, advertiser_id, plan)
 
     def _failed(self, job: Job, error: str) -> None:
         with self.db.session() as s:
@@ -203,6 +284,28 @@ class RuleAudiences:
     # --- refresh -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Make evaluated auto-refresh audiences live again, and start refreshing."""
+        if self.watch is not None:
+            with self.db.session() as s:
+                rows = s.execute(
+                    select(Audience, AudienceRule)
+                    .join(AudienceRule, AudienceRule.audience_id == Audience.id)
+                    .where(
+                        Audience.deleted.is_(False),
+                        AudienceRule.auto_refresh.is_(True),
+                        AudienceRule.evaluated_at.is_not(None),
+                        Audience.status == Status.READY.value,
+                    )
+                ).all()
+                plans = []
+                for audience, rule in rows:
+                    try:
+                        plan = self.plan(audience, rule)
+                    except InvalidParameter:
+                        continue  # the next refresh round marks it failed
+                    plans.append((audience.id, audience.advertiser_id, plan))
+            for audience_id, advertiser_id, plan in plans:
+                self._watch(audience_id, advertiser_id, plan)
         self._thread = threading.Thread(target=self._run, name="rule-refresh", daemon=True)
         self._thread.start()
 
@@ -221,6 +324,7 @@ class RuleAudiences:
     def refresh_due(self) -> int:
         """Queue evaluations of auto-refresh audiences last evaluated (or failed) more than
         ``refresh_seconds`` ago; returns how many."""
+        self._keep_live()
         now = self.clock()
         cutoff = now - timedelta(seconds=self.refresh_seconds)
         with self.db.session() as s:
@@ -255,7 +359,7 @@ class RuleAudiences:
                     )
                 ).scalars()
             )
-        for audience_id in due:
-            if audience_id not in busy:
-                self.evaluate(audience_id)
-        return len([a for a in due if a not in busy])
+        queued = [a for a in due if a not in busy and a not in self._watched]
+        for audience_id in queued:
+            self.evaluate(audience_id)
+        return len(queued)

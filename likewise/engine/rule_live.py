@@ -96,6 +96,17 @@ class _Batch:
         self.table = table
         self.n = table.num_rows
         self._columns: dict[str, pa.Array] = {}
+        self._ints: dict[str, npt.NDArray[np.int64]] = {}
+        self._in: dict[tuple[str, frozenset[int | str]], BoolArray] = {}
+
+    def is_in(self, name: str, values: Iterable[int | str]) -> BoolArray:
+        """Whether each event's ``name`` is one of ``values`` (kept: audiences share rules'
+        sources, channels and event names, and a batch is read once for all of them)."""
+        key = (name, frozenset(values))
+        found = self._in.get(key)
+        if found is None:
+            found = self._in[key] = _in(self.column(name), key[1])
+        return found
 
     def column(self, name: str) -> pa.Array:
         found = self._columns.get(name)
@@ -107,6 +118,20 @@ class _Batch:
             else:
                 found = pa.nulls(self.n)
             self._columns[name] = found
+        return found
+
+    def ints(self, name: str) -> npt.NDArray[np.int64]:
+        """An integer column as int64 (ids: float64 would merge ids past 2**53), missing
+        values as -1 (no id is negative)."""
+        found = self._ints.get(name)
+        if found is None:
+            column = self.column(name)
+            if pa.types.is_null(column.type):
+                found = np.full(self.n, -1, dtype=np.int64)
+            else:
+                filled = pc.fill_null(pc.cast(column, pa.int64()), -1)
+                found = np.asarray(filled.to_numpy(zero_copy_only=False), dtype=np.int64)
+            self._ints[name] = found
         return found
 
     def floats(self, name: str) -> FloatArray:
@@ -194,20 +219,20 @@ def _filter_mask(batch: _Batch, f: ParamFilter) -> BoolArray:
 def _qualifying(batch: _Batch, rule: Rule, advertiser_id: int, names: frozenset[str]) -> BoolArray:
     """Which events of the batch qualify for the rule, the window aside, for event ``names``."""
     sources = rule.sources
-    advertiser = batch.floats("advertiser_id")
+    advertiser = batch.ints("advertiser_id")
     keep = advertiser == advertiser_id
     if sources.match_field is not None and sources.ids:
-        named = _in(batch.column(sources.match_field), sources.ids)
+        named = batch.is_in(sources.match_field, sources.ids)
         keep &= named
         if sources.organic:
             organic = (advertiser == 0) & named
             if sources.creators and organic.any():
-                organic &= _in(batch.column("creator_id"), sources.creators)
+                organic &= batch.is_in("creator_id", sources.creators)
             keep |= organic
     if not keep.any():
         return keep
-    keep &= _in(batch.column("channel"), rule.event.channels)
-    keep &= _in(batch.column("event"), names)
+    keep &= batch.is_in("channel", rule.event.channels)
+    keep &= batch.is_in("event", names)
     # NaN compares false: a play without the measure fails a play-depth threshold.
     if rule.event.min_watched_seconds is not None:
         keep &= batch.floats("watched_seconds") >= rule.event.min_watched_seconds
@@ -222,33 +247,65 @@ def _qualifying(batch: _Batch, rule: Rule, advertiser_id: int, names: frozenset[
 
 # --- per-rule state -------------------------------------------------------------------------------
 
+PRUNE_EVERY_SECONDS = 5.0  # pruning is a pass over all rows: not on every query
+
 
 @dataclass
 class _Rows:
     """Qualifying events of one rule (or one half of a retention sequence) that may still
-    count: parallel arrays sorted by (uid, time) once settled; new batches wait in ``pending``
-    until the next query, so applying a batch costs no sort."""
+    count: parallel arrays sorted by (uid, time). New batches wait in ``pending`` until the next
+    query, which merges them in one linear pass (both sides are sorted: a stable sort of the
+    two runs is a merge)."""
 
     with_value: bool
     uid: UIntArray = field(default_factory=lambda: np.empty(0, np.uint32))
     time: FloatArray = field(default_factory=lambda: np.empty(0, np.float64))
     value: FloatArray = field(default_factory=lambda: np.empty(0, np.float64))
     pending: list[tuple[UIntArray, FloatArray, FloatArray]] = field(default_factory=list)
+    # Users with rows merged in since take_touched() was last called.
+    touched: list[UIntArray] = field(default_factory=list)
 
     def add(self, uid: UIntArray, time: FloatArray, value: FloatArray) -> None:
         if len(uid):
             self.pending.append((uid, time, value if self.with_value else value[:0]))
 
+    def take_touched(self) -> UIntArray:
+        """Users with new rows since the last call (sorted, unique)."""
+        self.settle()
+        touched = np.unique(np.concatenate(self.touched)) if self.touched else self.uid[:0]
+        self.touched.clear()
+        return touched
+
     def settle(self) -> None:
+        """Merge the pending rows in."""
         if not self.pending:
             return
-        uid = np.concatenate([self.uid, *(p[0] for p in self.pending)])
-        time = np.concatenate([self.time, *(p[1] for p in self.pending)])
-        value = np.concatenate([self.value, *(p[2] for p in self.pending)])
+        p_uid = np.concatenate([p[0] for p in self.pending])
+        p_time = np.concatenate([p[1] for p in self.pending])
+        p_value = np.concatenate([p[2] for p in self.pending])
         self.pending.clear()
-        order = np.lexsort((time, uid))
-        self.uid, self.time = uid[order], time[order]
-        self.value = value[order] if self.with_value else value
+        order = np.lexsort((p_time, p_uid))
+        p_uid, p_time = p_uid[order], p_time[order]
+        if self.with_value:
+            p_value = p_value[order]
+        uid = np.concatenate([self.uid, p_uid])
+        time = np.concatenate([self.time, p_time])
+        value = np.concatenate([self.value, p_value])
+        order = np.argsort(uid, kind="stable")
+        uid, time = uid[order], time[order]
+        if self.with_value:
+            value = value[order]
+        # A user's old rows come before their new ones: out of time order only where a new
+        # event is older than a stored one (a late event). Those users' rows are sorted again.
+        late = (uid[1:] == uid[:-1]) & (time[1:] < time[:-1])
+        if late.any():
+            rows = np.flatnonzero(np.isin(uid, uid[1:][late]))
+            again = rows[np.lexsort((time[rows], uid[rows]))]
+            time[rows] = time[again]
+            if self.with_value:
+                value[rows] = value[again]
+        self.uid, self.time, self.value = uid, time, value
+        self.touched.append(p_uid)
 
     def keep(self, mask: BoolArray) -> None:
         if mask.all():
@@ -260,7 +317,6 @@ class _Rows:
     def prune(self, reference: float, lookback: float, latest: int | None) -> None:
         """Drop what no query at or after ``reference`` can count: events that left the window
         and, with ``latest``, all but each user's ``latest`` newest events at or before it."""
-        self.settle()
         keep = self.time > reference - lookback
         if latest is not None:
             old = np.flatnonzero(keep & (self.time <= reference))
@@ -278,6 +334,37 @@ class _Rows:
     def window(self, as_of: float, lookback: float) -> BoolArray:
         return (self.time > as_of - lookback) & (self.time <= as_of)
 
+    def crossing(self, before: float, as_of: float, lookback: float) -> UIntArray:
+        """Users with an event that left the window or entered it (stamped in the future)
+        between ``before`` and ``as_of``: the only ones whose standing can change without a
+        new event."""
+        t = self.time
+        moved = ((t > before - lookback) & (t <= as_of - lookback)) | ((t > before) & (t <= as_of))
+        return np.unique(self.uid[moved])
+
+    def rows_of(self, users: UIntArray) -> npt.NDArray[np.intp]:
+        """Indices of these (sorted) users' rows, in row order."""
+        lo = np.searchsorted(self.uid, users, "left")
+        hi = np.searchsorted(self.uid, users, "right")
+        lengths = hi - lo
+        total = int(lengths.sum())
+        if not total:
+            return np.empty(0, np.intp)
+        starts = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+        return starts + np.arange(total)
+
+    def next_point(self, reference: float, lookback: float) -> float | None:
+        """The first time after ``reference`` when an event leaves the window or enters it."""
+        t = self.time
+        points = []
+        counting = t[t > reference - lookback]
+        if len(counting):
+            points.append(float(counting.min()) + lookback)
+        future = t[t > reference]
+        if len(future):
+            points.append(float(future.min()))
+        return min(points) if points else None
+
 
 class _RuleState:
     def __init__(self, rule: Rule, advertiser_id: int) -> None:
@@ -286,12 +373,17 @@ class _RuleState:
         self.lookback = rule.lookback_days * DAY
         self.with_value = rule.min_value is not None or rule.top_share is not None
         self.sequence = rule.event.retained_on_day
+        # Members follow from each user's own events, except for a share of everyone (top
+        # share) or a sequence of two event kinds: those are computed whole at each query.
+        self.incremental = rule.top_share is None and self.sequence is None
         # The newest as_of asked about (LiveAudience's): events at or before reference - lookback
         # can never count again.
         self.reference = -math.inf
+        self.pruned_at = -math.inf
         self.events = _Rows(self.with_value)
         # Retention: the installs a launch must follow; their values are never summed.
         self.installs = _Rows(False) if self.sequence is not None else None
+        self.matched = BitMap()
 
     def apply(self, batch: _Batch, uid: UIntArray, time: FloatArray, value: FloatArray) -> None:
         live = self._fresh(time)
@@ -306,34 +398,56 @@ class _RuleState:
         # Events already out of every window still to be asked about are not even stored.
         return time > self.reference - self.lookback
 
-    def prune(self, reference: float) -> None:
-        self.reference = reference
+    def forget(self, uids: UIntArray) -> None:
+        self.events.forget(uids)
+        if self.installs is not None:
+            self.installs.forget(uids)
+        self.matched = self.matched - BitMap(uids)
+
+    def query(self, as_of: float) -> BitMap:
+        """The users matching the rule at ``as_of`` (at or after the reference), which becomes
+        the reference."""
+        before, self.reference = self.reference, as_of
+        touched = self.events.take_touched()
+        if self.installs is not None:
+            self.installs.take_touched()
+        if self.incremental:
+            # Only users with new events or an event crossing a window edge can change.
+            users = np.union1d(touched, self.events.crossing(before, as_of, self.lookback))
+        self._prune(as_of)
+        if not self.incremental:
+            self.matched = BitMap(self._all_matching(as_of))
+        elif len(users):
+            self.matched = (self.matched - BitMap(users)) | BitMap(self._matching(users, as_of))
+        return self.matched
+
+    def _prune(self, reference: float) -> None:
+        if reference - self.pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self.pruned_at = reference
         # Only the count matters without values (and outside sequences): keep min_count.
         latest = None if self.with_value or self.sequence is not None else self.rule.min_count
         self.events.prune(reference, self.lookback, latest)
         if self.installs is not None:
             self.installs.prune(reference, self.lookback, None)
 
-    def forget(self, uids: UIntArray) -> None:
-        self.events.forget(uids)
-        if self.installs is not None:
-            self.installs.forget(uids)
-
-    def matching(self, as_of: float) -> UIntArray:
-        """The users matching the rule at ``as_of`` (state settled and pruned at or before)."""
+    def _matching(self, users: UIntArray, as_of: float) -> UIntArray:
+        """Which of ``users`` (sorted) match at ``as_of``."""
         rows = self.events
-        counted = rows.window(as_of, self.lookback)
-        if self.installs is not None and self.sequence is not None:
-            counted &= self._retained(as_of)
-        uid = rows.uid[counted]
+        at = rows.rows_of(users)
+        at = at[rows.window(as_of, self.lookback)[at]]
+        return self._qualified(rows.uid[at], rows.value[at] if self.with_value else None)
+
+    def _qualified(self, uid: UIntArray, value: FloatArray | None) -> UIntArray:
+        """Users (of ``uid``, sorted) with enough counted events and value."""
         if not len(uid):
             return uid
         starts = np.flatnonzero(np.r_[True, uid[1:] != uid[:-1]])
         users = uid[starts]
         ok = np.diff(np.r_[starts, len(uid)]) >= self.rule.min_count
-        if not self.with_value:
+        if value is None:
             return users[ok]
-        sums = np.add.reduceat(rows.value[counted], starts)
+        sums = np.add.reduceat(value, starts)
         if self.rule.min_value is not None:
             ok &= sums >= self.rule.min_value
         users, sums = users[ok], sums[ok]
@@ -343,6 +457,14 @@ class _RuleState:
         # Highest sum first, then lower uid (users are ascending; lexsort is stable).
         top = np.lexsort((users, -sums))[: top_count(share, len(users))]
         return np.sort(users[top])
+
+    def _all_matching(self, as_of: float) -> UIntArray:
+        """Every user matching at ``as_of`` (top shares, retention sequences)."""
+        rows = self.events
+        counted = rows.window(as_of, self.lookback)
+        if self.installs is not None and self.sequence is not None:
+            counted &= self._retained(as_of)
+        return self._qualified(rows.uid[counted], rows.value[counted] if self.with_value else None)
 
     def _retained(self, as_of: float) -> BoolArray:
         """Which stored launches follow a qualifying install in the window by exactly
@@ -354,20 +476,39 @@ class _RuleState:
         launches = self.events
         return np.isin(_day_keys(launches.uid, launches.time) - self.sequence, installed)
 
-    def change_points(self) -> FloatArray:
-        """Times after the reference when this rule's result can change without new events:
-        a stored event leaves its window, or an event stamped in the future enters it."""
+    def next_change(self) -> float | None:
+        """The first time after the reference when this rule's result can change without new
+        events: a stored event leaves its window, or an event stamped in the future enters it."""
         points = []
         for rows in (self.events, self.installs):
-            if rows is not None and len(rows.time):
-                points.append(rows.time + self.lookback)
-                points.append(rows.time[rows.time > self.reference])
-        return np.concatenate(points) if points else np.empty(0)
+            if rows is not None:
+                rows.settle()
+                point = rows.next_point(self.reference, self.lookback)
+                if point is not None:
+                    points.append(point)
+        return min(points) if points else None
 
 
 def _day_keys(uid: UIntArray, time: FloatArray) -> npt.NDArray[np.int64]:
     # (uid, UTC day) as one int64: 2**24 days is far beyond any event time.
     return uid.astype(np.int64) * (1 << 24) + np.floor(time / DAY).astype(np.int64)
+
+
+class PreparedEvents:
+    """A batch of usable events with the columns every audience reads converted once, and the
+    rule tests they share remembered (:meth:`_Batch.is_in`)."""
+
+    def __init__(self, events: pa.Table) -> None:
+        batch = _Batch(events)
+        uid_column = batch.column("uid")
+        known = _mask(pc.is_valid(uid_column)) & ~np.isnan(batch.floats("event_time"))
+        if not known.all():  # unresolved or timeless rows cannot belong to anyone's window
+            batch = _Batch(events.filter(pa.array(known)))
+            uid_column = batch.column("uid")
+        self.batch = batch
+        self.uid = np.asarray(pc.cast(uid_column, pa.uint32()).to_numpy(), dtype=np.uint32)
+        self.time = batch.floats("event_time")
+        self.value = np.nan_to_num(batch.floats("value"), nan=0.0)  # missing counts as 0
 
 
 # --- the audience ---------------------------------------------------------------------------------
@@ -392,6 +533,18 @@ class LiveAudience:
         self._reference = -math.inf  # the newest as_of asked about: state is pruned to it
 
     @property
+    def advertiser_ids(self) -> frozenset[int]:
+        """Whose events can count: the advertiser's, and organic activity (``0``) when a rule
+        reads it (what :class:`likewise.ingest.live.LiveFeed` routes here)."""
+        rules = (*self.plan.inclusion, *self.plan.exclusion)
+        organic = any(r.sources.organic and r.sources.ids for r in rules)
+        return frozenset({self.advertiser_id, 0} if organic else {self.advertiser_id})
+
+    @property
+    def horizon_days(self) -> int:
+        return self.plan.horizon_days
+
+    @property
     def _states(self) -> list[_RuleState]:
         return [*self._inclusion, *self._exclusion]
 
@@ -400,21 +553,19 @@ class LiveAudience:
         """The newest ``as_of`` asked about; :meth:`members` refuses earlier ones."""
         return self._reference
 
-    def apply(self, events: pa.Table) -> None:
-        """Count a batch of usable events (a ``uid`` column plus the stored event columns)."""
-        if events.num_rows == 0:
+    @staticmethod
+    def prepare(events: pa.Table) -> PreparedEvents:
+        """``events`` read once, to apply to many audiences (see :meth:`apply`)."""
+        return PreparedEvents(events)
+
+    def apply(self, events: pa.Table | PreparedEvents) -> None:
+        """Count a batch of usable events (a ``uid`` column plus the stored event columns),
+        as a table or :meth:`prepared <prepare>`."""
+        prepared = events if isinstance(events, PreparedEvents) else PreparedEvents(events)
+        if prepared.batch.n == 0:
             return
-        batch = _Batch(events)
-        uid_column = batch.column("uid")
-        known = _mask(pc.is_valid(uid_column)) & ~np.isnan(batch.floats("event_time"))
-        if not known.all():  # unresolved or timeless rows cannot belong to anyone's window
-            batch = _Batch(events.filter(pa.array(known)))
-            uid_column = batch.column("uid")
-        uid = np.asarray(pc.cast(uid_column, pa.uint32()).to_numpy(), dtype=np.uint32)
-        time = batch.floats("event_time")
-        value = np.nan_to_num(batch.floats("value"), nan=0.0)  # a missing value counts as 0
         for state in self._states:
-            state.apply(batch, uid, time, value)
+            state.apply(prepared.batch, prepared.uid, prepared.time, prepared.value)
 
     def forget(self, uids: BitMap) -> None:
         """Stop counting these users' events (opted out, erased): their events are no longer
@@ -431,19 +582,16 @@ class LiveAudience:
                 "about: the events that could count then have been pruned"
             )
         self._reference = as_of
-        for state in self._states:
-            state.prune(as_of)
-        included = [state.matching(as_of) for state in self._inclusion]
+        included = [state.query(as_of) for state in self._inclusion]
+        excluded = [state.query(as_of) for state in self._exclusion]
+        # New bitmaps, never a rule's own: callers keep what they are given.
         if self.plan.combine is Combine.ALL:
-            kept = included[0]
-            for users in included[1:]:
-                kept = np.intersect1d(kept, users, assume_unique=True)
+            kept = BitMap.intersection(*included) if len(included) > 1 else BitMap(included[0])
         else:
-            kept = np.unique(np.concatenate(included))
-        excluded = [state.matching(as_of) for state in self._exclusion]
-        if excluded and len(kept):
-            kept = np.setdiff1d(kept, np.concatenate(excluded), assume_unique=False)
-        return BitMap(kept)
+            kept = BitMap.union(*included) if len(included) > 1 else BitMap(included[0])
+        for users in excluded:
+            kept -= users
+        return kept
 
     def next_change(self) -> float | None:
         """The earliest time after the newest ``as_of`` asked about at which the members may
@@ -451,13 +599,5 @@ class LiveAudience:
         expiring, or an exclusion lapsing — or a future-stamped event entering it), or None when
         nothing is pending. A sweep then may find no change (the user had other events); it never
         misses one. Events applied since the last :meth:`members` call count too."""
-        points = []
-        for state in self._states:
-            for rows in (state.events, state.installs):
-                if rows is not None:
-                    rows.settle()
-            found = state.change_points()
-            found = found[found > self._reference]
-            if len(found):
-                points.append(float(found.min()))
+        points = [p for p in (state.next_change() for state in self._states) if p is not None]
         return min(points) if points else None

@@ -102,7 +102,11 @@ spread AS (
   WHERE c.merged_into IS NOT NULL)
 SELECT eid, arg_min(uid, prio) FROM spread WHERE eid NOT IN (SELECT eid FROM event_uid)
 GROUP BY eid
+RETURNING eid, uid
 """
+
+
+NONE_RESOLVED = pa.table({"eid": pa.array([], pa.int64()), "uid": pa.array([], pa.uint32())})
 
 
 class EventResolver:
@@ -114,11 +118,12 @@ class EventResolver:
         """Changes whenever the identity graph may have changed (imports, consent, erasure)."""
         return self.graph.change_mark()
 
-    def resolve(self, con: duckdb.DuckDBPyConnection, candidates: pa.Table, now: float) -> int:
+    def resolve(self, con: duckdb.DuckDBPyConnection, candidates: pa.Table, now: float) -> pa.Table:
         """Resolve ``candidates`` (columns :data:`CANDIDATE_COLUMNS`) inside the caller's
-        transaction on the state database; returns how many events got a user."""
+        transaction on the state database; returns the events that got a user now (``eid``,
+        ``uid``: which may include events a merged copy among the candidates resolved)."""
         if candidates.num_rows == 0:
-            return 0
+            return NONE_RESOLVED
         con.register("cand", candidates)
         try:
             # Copied out as rows: DuckDB's Arrow output can point into memory the connection
@@ -150,14 +155,14 @@ class EventResolver:
             con.register("found", found)
             try:
                 con.execute(_LEARN, [now])
-                before = _count(con)
-                con.execute(_RESOLVE)
-                return _count(con) - before
+                got = con.execute(_RESOLVE).fetchnumpy()  # numpy-owned copies
+                return pa.table(
+                    {
+                        "eid": pa.array(got["eid"], pa.int64()),
+                        "uid": pa.array(got["uid"], pa.uint32()),
+                    }
+                )
             finally:
                 con.unregister("found")
         finally:
             con.unregister("cand")
-
-
-def _count(con: duckdb.DuckDBPyConnection) -> int:
-    return int(con.execute("SELECT count(*) FROM event_uid").fetchall()[0][0])

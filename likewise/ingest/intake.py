@@ -2,14 +2,16 @@
 
 Processing runs in a thread of this process (``start()``: the CLI, tests with an injected clock)
 or in the event worker process (``start(separate_process=True)``: ``likewise serve``); either
-way the methods below mean the same.
+way the methods below mean the same. So do live views (:meth:`EventIntake.watch`): they live
+beside the processor, and their changes reach ``on_live`` in this process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Hashable
 from datetime import date
 from typing import Any
 
@@ -17,6 +19,7 @@ from pyroaring import BitMap
 
 from likewise.ingest.events import Window
 from likewise.ingest.identity import EventResolver
+from likewise.ingest.live import LiveFeed, LiveView
 from likewise.ingest.processor import EventProcessor
 from likewise.ingest.queries import EventQueries, usable_events_sql
 from likewise.ingest.records import EventRecord, encode_batch
@@ -54,6 +57,14 @@ class EventIntake:
         )
         self.queries = EventQueries(self.store, graph)
         self.worker: EventWorker | None = None
+        # Live views when processing runs here; the worker has its own otherwise.
+        self.feed = LiveFeed(self.store, graph, clock=clock)
+        self._feed_lock = threading.Lock()  # the processing thread and callers of watch()
+        self.processor.on_usable = self._locked(self.feed.apply)
+        self.processor.on_erased = self._locked(lambda uids: self.feed.forget(BitMap(uids)))
+        self.processor.on_tick = self._publish
+        # Told which live views' members changed, with their members now.
+        self.on_live: Callable[[dict[Hashable, BitMap]], None] | None = None
         # Told which sources just had events accepted (at most every NOTE_ACTIVITY_EVERY
         # seconds per source), so sources show ACTIVE without a write per request.
         self.on_accepted: Callable[[set[int]], None] | None = None
@@ -79,10 +90,46 @@ class EventIntake:
     def start(self, *, separate_process: bool = False) -> None:
         if separate_process:
             self.log.seal_every(self.processor.interval)
-            self.worker = EventWorker(self.settings, interval=self.processor.interval)
+            self.worker = EventWorker(
+                self.settings, interval=self.processor.interval, on_changes=self._deliver
+            )
             self.worker.start()
         else:
             self.processor.start()
+
+    # --- live views --------------------------------------------------------------------------
+
+    def watch(self, key: Hashable, view: LiveView) -> None:
+        """Keep ``view`` up to date with every usable event (its history first); its changes
+        reach ``on_live`` under ``key``."""
+        if self.worker is not None:
+            self.worker.watch(key, view)
+        else:
+            with self._feed_lock:
+                self.feed.watch(key, view)
+
+    def unwatch(self, key: Hashable) -> None:
+        if self.worker is not None:
+            self.worker.unwatch(key)
+        else:
+            with self._feed_lock:
+                self.feed.unwatch(key)
+
+    def _locked(self, f: Callable[[Any], None]) -> Callable[[Any], None]:
+        def call(arg: Any) -> None:
+            with self._feed_lock:
+                f(arg)
+
+        return call
+
+    def _publish(self) -> None:
+        with self._feed_lock:
+            changes = self.feed.changes() if len(self.feed) else {}
+        self._deliver(changes)
+
+    def _deliver(self, changes: dict[Hashable, BitMap]) -> None:
+        if changes and self.on_live is not None:
+            self.on_live(changes)
 
     def stop_processing(self) -> None:
         """Stop background processing and release the state database. Acceptance goes on (the
@@ -102,13 +149,17 @@ class EventIntake:
         if self.worker is not None:
             self.log.rotate()
             return int(self.worker.call("flush"))
-        return self.processor.flush()
+        stored = self.processor.flush()
+        self._publish()
+        return stored
 
     def erase(self, uids: list[int], user_refs: Collection[str] = ()) -> int:
         """Erased users' events leave the store (see :meth:`EventProcessor.erase`)."""
         if self.worker is not None:
             return int(self.worker.call("erase", uids, list(user_refs)))
-        return self.processor.erase(uids, user_refs)
+        removed = self.processor.erase(uids, user_refs)
+        self._publish()
+        return removed
 
     def stats(self, source_ids: list[int], start: date, end: date) -> list[dict[str, Any]]:
         """Per source, day and event: received, test, deduplicated, merged, limited."""

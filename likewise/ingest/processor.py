@@ -33,7 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from likewise.ingest.identity import CANDIDATE_COLUMNS, EventResolver
+from likewise.ingest.identity import CANDIDATE_COLUMNS, NONE_RESOLVED, EventResolver
+from likewise.ingest.queries import usable_rows_sql
 from likewise.ingest.records import EventRecord
 from likewise.store.eventlog import EventLog, SealedSegments
 from likewise.store.events import EventStore
@@ -114,6 +115,11 @@ class EventProcessor:
         self.clock = clock
         self.resolver = resolver
         self.retention_days = retention_days  # days of events kept (the longest lookback)
+        # Told of events that just became usable (resolved, not limited, not merged copies),
+        # each an Arrow table of stored event columns plus ``uid`` (live audiences).
+        self.on_usable: Callable[[pa.Table], None] | None = None
+        self.on_erased: Callable[[list[int]], None] | None = None  # users erased
+        self.on_tick: Callable[[], None] | None = None  # after each background pass
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pass = threading.Lock()  # one pass at a time (background thread or flush)
@@ -161,6 +167,11 @@ class EventProcessor:
                 self._last_purge = now
         except Exception:
             log.exception("event processing failed; will retry")
+        if self.on_tick is not None:
+            try:
+                self.on_tick()
+            except Exception:
+                log.exception("after-pass hook failed")
 
     def run_once(self) -> int:
         """Process every sealed segment; returns how many events were stored."""
@@ -189,13 +200,18 @@ class EventProcessor:
                 con.execute(_SAVE_STATS)
             finally:
                 con.unregister("batch")
+            resolved = NONE_RESOLVED
             if self.resolver is not None:
                 usable = kept.filter(pc.invert(kept["limited"]))
-                self.resolver.resolve(con, usable.select(list(CANDIDATE_COLUMNS)), self.clock())
+                resolved = self.resolver.resolve(
+                    con, usable.select(list(CANDIDATE_COLUMNS)), self.clock()
+                )
             self.store.set_meta(con, "next_eid", next_eid)
             self.store.set_meta(con, "last_segment", seq)
             con.execute("COMMIT")
+            usable_now = self._usable_rows(con, resolved, kept)
         segment.unlink(missing_ok=True)
+        self._tell(usable_now)
         return kept.num_rows
 
     def resolve_pending(self, *, everything: bool = True) -> int:
@@ -230,7 +246,47 @@ class EventProcessor:
                 self.store.set_meta(con, "pending_graph", graph_mark)
                 self.store.set_meta(con, "pending_links_ms", int(now * 1000))
                 con.execute("COMMIT")
-                return resolved
+                usable_now = self._usable_rows(con, resolved, None)
+        self._tell(usable_now)
+        return resolved.num_rows
+
+    def _usable_rows(
+        self, con: duckdb.DuckDBPyConnection, resolved: pa.Table, batch: pa.Table | None
+    ) -> list[pa.Table]:
+        """The events resolved just now that may build audiences, with their ``uid``: rows of
+        ``batch`` (the segment just stored, still in memory) or, for older events (late
+        resolutions, events a merged copy resolved), read back from the store."""
+        if self.on_usable is None or resolved.num_rows == 0:
+            return []
+        found = []
+        older = resolved
+        if batch is not None:
+            at = pc.index_in(batch["eid"], value_set=resolved["eid"])  # null: not resolved
+            usable = pc.and_(pc.invert(batch["limited"]), pc.is_null(batch["merged_into"]))
+            keep = pc.and_(pc.is_valid(at), usable)
+            rows = batch.filter(keep)
+            found.append(rows.append_column("uid", resolved["uid"].take(at.filter(keep))))
+            older = resolved.filter(pc.invert(pc.is_in(resolved["eid"], value_set=batch["eid"])))
+        source = self.store.sql_source()
+        if older.num_rows and source is not None:
+            con.register("older_uid", older)
+            try:
+                found.append(
+                    con.sql(
+                        f"{usable_rows_sql(source)} AND e.eid IN (SELECT eid FROM older_uid)"
+                    ).to_arrow_table()
+                )
+            finally:
+                con.unregister("older_uid")
+        return found
+
+    def _tell(self, tables: list[pa.Table]) -> None:
+        # Outside the state database's lock: the hook's owner takes its own lock, and reading
+        # history for a new view takes this one.
+        if self.on_usable is not None:
+            for table in tables:
+                if table.num_rows:
+                    self.on_usable(table)
 
     def erase(self, uids: list[int], user_refs: Collection[str] = ()) -> int:
         """Remove erased users' events: their rows (and copies merged into them) leave the
@@ -265,7 +321,9 @@ class EventProcessor:
             con.execute("DELETE FROM links WHERE uid IN (SELECT uid FROM gone_users)")
             con.execute("COMMIT")
             con.unregister("gone_users")
-            return removed
+        if self.on_erased is not None and uids:
+            self.on_erased(list(uids))
+        return removed
 
     def purge_expired(self, now: float, retention_days: int) -> int:
         """Drop whole days older than the retention (by event time), with their resolutions,

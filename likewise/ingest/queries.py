@@ -102,6 +102,13 @@ def usable_events_sql(source: str, excluded: str = "excluded_uids") -> str:
 
     ``source`` is :meth:`EventStore.sql_source`; run it on the state database (``event_uid``).
     Every audience path (batch SQL, incremental, counts) applies this one definition."""
-    return f"""SELECT e.*, u.uid FROM {source} e JOIN event_uid u USING (eid)
-    WHERE NOT e.limited AND e.merged_into IS NULL
+    return f"""{usable_rows_sql(source)}
       AND u.uid NOT IN (SELECT uid FROM {excluded})"""
+
+
+def usable_rows_sql(source: str) -> str:
+    """:func:`usable_events_sql` before consent: the live feed counts every such event and
+    leaves the excluded users out of what it publishes, so a user who opts in again is back
+    exactly as the batch evaluator would have them."""
+    return f"""SELECT e.*, u.uid FROM {source} e JOIN event_uid u USING (eid)
+    WHERE NOT e.limited AND e.merged_into IS NULL"""

@@ -245,5 +245,10 @@ class SealedSegments:
     def sealed(self) -> list[Path]:
         return EventLog.sealed_in(self.folder)
 
+    def has_sealed(self) -> bool:
+        """Whether a segment is sealed (cheap enough to ask many times a second)."""
+        with os.scandir(self.folder) as entries:
+            return sum(1 for e in entries if e.name.endswith(SUFFIX)) > 1
+
     def rotate(self) -> None:
         """Nothing to do: the writing process seals its segments itself."""

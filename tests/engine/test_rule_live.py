@@ -307,7 +307,6 @@ def test_organic_activity_counts_on_the_named_objects_only() -> None:
     assert audience.members(T0) == BitMap([1, 3])
 
 
-
 def test_organic_activity_counts_only_on_the_advertisers_creators() -> None:
     p = plan(
         rule("ORGANIC VIDEO ENGAGEMENT", days=7, source="post-1"),
@@ -327,6 +326,7 @@ def test_organic_activity_counts_only_on_the_advertisers_creators() -> None:
         ),
     )
     assert audience.members(T0) == BitMap([1, 4])
+
 
 def test_play_depth_thresholds_fail_without_the_measure() -> None:
     p = plan(rule("PLAY 50", source="ag-1"), audience_type="ENGAGEMENT")
@@ -586,3 +586,17 @@ def test_a_plan_built_in_code() -> None:
     p = Plan(AudienceType.PIXEL, inclusion=(r,))
     audience = live(p, events({"uid": 3, "event_time": T0, "event": "signup_done"}))
     assert audience.members(T0 + DAY) == BitMap([3])
+
+
+def test_real_advertiser_ids_are_told_apart() -> None:
+    """Advertiser ids are 64-bit (7000000000000000001 and ...002 are the same float64)."""
+    big = 7_000_000_000_000_000_001
+    p = plan(rule())
+    audience = LiveAudience(p, advertiser_id=big)
+    audience.apply(
+        events(
+            {"uid": 1, "event_time": T0, "advertiser_id": big},
+            {"uid": 2, "event_time": T0, "advertiser_id": big + 1},
+        )
+    )
+    assert audience.members(T0) == BitMap([1])
