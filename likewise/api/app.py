@@ -19,6 +19,7 @@ from likewise.api.routes import (
     custom_audience,
     events,
     events_sources,
+    likewise_audience,
     pixel,
     segment,
 )
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         admin_sources.router,
         admin_engagement.router,
         events_sources.router,
+        likewise_audience.router,
     ):
         app.include_router(router)
 

@@ -18,6 +18,7 @@ class Source(enum.StrEnum):
     CUSTOMER_FILE = "CUSTOMER_FILE"
     SEGMENT = "SEGMENT"
     RULE = "RULE"  # website, app, lead, engagement, business account, shop, offline
+    COMBINED = "COMBINED"  # Likewise's own: any or all of other audiences, minus others
 
     @property
     def display(self) -> str:
@@ -26,6 +27,7 @@ class Source(enum.StrEnum):
             "CUSTOMER_FILE": "Customer File Audience",
             "SEGMENT": "Partner",
             "RULE": "Rule Audience",  # the view names the kind (RULE_DISPLAY) when it knows it
+            "COMBINED": "Combined Audience",
         }[self.value]
 
 

@@ -6,6 +6,12 @@ read tolerantly where real clients differ (the Go SDK's ``include_rule_set``, nu
 strings, enum case, the spec's own ``value`` for ``values`` and its ``IS_GRETER...`` typo) and
 strictly where a guess could change who is in the audience.
 
+With ``extended=True`` the parser reads Likewise's own dialect (``/likewise/v1/audience/rule/
+create/``): the same body plus ``operator`` ``AND`` on the inclusion rule set and, per rule,
+``min_count``, ``min_value`` and ``top_share``; a rule there may hold no other key (a misspelt
+threshold must not vanish silently). Without it (TikTok's endpoint) those keys are ignored like
+any other unknown key, so TikTok's wire format keeps its exact meaning.
+
 Source ownership needs the store, so it is a callback: ``resolve_source(kind, raw_id)`` gives
 the key stored events carry for that source (an int source id, or a platform object id), or
 None when the advertiser has no such source; unknown and other advertisers' sources get the same
@@ -17,7 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from likewise.domain.rule_values import TYPES, TypeSpec, filter_values
 from likewise.domain.rules import (
@@ -34,6 +40,7 @@ from likewise.domain.rules import (
     NUMERIC_FIELDS,
     NUMERIC_OPERATORS,
     AudienceType,
+    Combine,
     EventMatch,
     Operator,
     ParamField,
@@ -48,6 +55,16 @@ from likewise.errors import InvalidParameter
 
 MIN_RETENTION_IN_DAYS = 1
 MAX_RETENTION_IN_DAYS = 365
+MAX_MIN_COUNT = 1_000_000  # Likewise's dialect: "at least n events"
+# The keys a rule may hold in Likewise's dialect (TikTok's three plus the thresholds).
+EXTENDED_RULE_KEYS = (
+    "event_source_ids",
+    "retention_days",
+    "filter_set",
+    "min_count",
+    "min_value",
+    "top_share",
+)
 SPEC = "rule_spec"
 # Spellings real clients send for the two rule sets: the official spec's, and the Go SDK's.
 RULE_SETS = {
@@ -89,15 +106,21 @@ def parse_rule_audience(
     *,
     resolve_source: SourceResolver,
     creators: Callable[[], Sequence[str]] | None = None,
+    extended: bool = False,
 ) -> RuleAudience:
     """The rule-related fields of a ``rule/create`` body: ``audience_type``, ``rule_spec``,
-    ``is_auto_refresh`` (default true) and ``retention_in_days`` (1-365, optional)."""
+    ``is_auto_refresh`` (default true) and ``retention_in_days`` (1-365, optional).
+    ``extended``: the ``rule_spec`` is in Likewise's dialect (see the module's docstring)."""
     if "audience_type" not in body:
         raise _bad("audience_type", "is required")
     if "rule_spec" not in body:
         raise _bad("rule_spec", "is required")
     plan = parse_rule_spec(
-        body["audience_type"], body["rule_spec"], resolve_source=resolve_source, creators=creators
+        body["audience_type"],
+        body["rule_spec"],
+        resolve_source=resolve_source,
+        creators=creators,
+        extended=extended,
     )
     refresh = body.get("is_auto_refresh")
     if refresh is None:
@@ -121,8 +144,10 @@ def parse_rule_spec(
     *,
     resolve_source: SourceResolver,
     creators: Callable[[], Sequence[str]] | None = None,
+    extended: bool = False,
 ) -> Plan:
     """``rule_spec`` of an ``audience_type`` as a plan, or an error naming the problem.
+    ``extended``: Likewise's dialect (AND between inclusion rules, per-rule thresholds).
 
     ``creators`` gives the advertiser's business accounts (their ``creator_id``): a post or
     LIVE video counts as the advertiser's only when one of them created it. None: no such
@@ -130,10 +155,10 @@ def parse_rule_spec(
     kind = _audience_type(audience_type)
     spec = TYPES[kind]
     body = _object(rule_spec, SPEC)
-    parser = _Parser(kind, spec, resolve_source, creators)
-    inclusion = parser.rule_set(body, "inclusion_rule_set", required=True)
-    exclusion = parser.rule_set(body, "exclusion_rule_set", required=False)
-    return Plan(audience_type=kind, inclusion=inclusion, exclusion=exclusion)
+    parser = _Parser(kind, spec, resolve_source, creators, extended=extended)
+    inclusion, combine = parser.rule_set(body, "inclusion_rule_set", required=True)
+    exclusion, _ = parser.rule_set(body, "exclusion_rule_set", required=False)
+    return Plan(audience_type=kind, inclusion=inclusion, exclusion=exclusion, combine=combine)
 
 
 # --- small readers -------------------------------------------------------------------------------
@@ -174,6 +199,22 @@ def _int(value: object, at: str) -> int:
     return value
 
 
+def _number_of(value: object, at: str) -> float:
+    """A finite number: a JSON number, or a plain decimal string (Likewise's dialect)."""
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise _bad(at, f"is {value[:40]!r}; it must be a number") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise _bad(at, "must be a number")
+    if not math.isfinite(number):
+        raise _bad(at, "must be a finite number")
+    return number
+
+
 def _enum(value: object, at: str, known: Sequence[str]) -> str:
     if value is None:
         raise _bad(at, f"is required: one of {', '.join(known)}")
@@ -197,32 +238,48 @@ class _Parser:
         spec: TypeSpec,
         resolve: SourceResolver,
         creators: Callable[[], Sequence[str]] | None = None,
+        *,
+        extended: bool = False,
     ) -> None:
         self.kind = kind
         self.spec = spec
         self.resolve = resolve
         self.creators = creators
+        self.extended = extended
         self.resolved: dict[str, int | str] = {}  # one lookup per id across all rules
 
     def rule_set(
         self, body: Mapping[str, object], name: str, *, required: bool
-    ) -> tuple[Rule, ...]:
+    ) -> tuple[tuple[Rule, ...], Combine]:
+        """The rules of one rule set, and how they combine (TikTok's: always OR)."""
         at = f"{SPEC}.{name}"
         present = [key for key in RULE_SETS[name] if body.get(key) is not None]
         if not present:
             if required:
                 raise _bad(at, "is required")
-            return ()
+            return (), Combine.ANY
         if len(present) > 1:
             raise _bad(at, f"is given twice (as {' and '.join(present)})")
         rule_set = _object(body[present[0]], at)
-        operator = rule_set.get("operator")
-        if operator is not None:
-            _enum(operator, f"{at}.operator", ["OR"])  # TikTok only ORs rules; AND is not wire
+        combine = self.combine(rule_set.get("operator"), name, f"{at}.operator")
         rules = _list(rule_set.get("rules"), f"{at}.rules")
         if not 1 <= len(rules) <= MAX_RULES:
             raise _bad(f"{at}.rules", f"holds {len(rules)} rules; it must hold 1 to {MAX_RULES}")
-        return tuple(self.rule(rule, f"{at}.rules[{i}]") for i, rule in enumerate(rules))
+        return tuple(self.rule(rule, f"{at}.rules[{i}]") for i, rule in enumerate(rules)), combine
+
+    def combine(self, operator: object, name: str, at: str) -> Combine:
+        if operator is None:
+            return Combine.ANY
+        if not self.extended:
+            _enum(operator, at, ["OR"])  # TikTok only ORs rules; AND is not wire
+            return Combine.ANY
+        if name == "exclusion_rule_set":
+            if _text(operator, at).strip().upper() == "AND":
+                raise _bad(at, "is 'AND'; exclusion rules are always OR-ed (matching any excludes)")
+            _enum(operator, at, ["OR"])
+            return Combine.ANY
+        word = _enum(operator, at, ["OR", "AND"])
+        return Combine.ALL if word == "AND" else Combine.ANY
 
     def rule(self, value: object, at: str) -> Rule:
         rule = _object(value, at)
@@ -242,7 +299,37 @@ class _Parser:
         event = self.event(filter_.get("value"), f"{fat}.value")
         params = self.param_filters(filter_.get("parameter_filters"), f"{fat}.parameter_filters")
         days = self.lookback(rule.get("retention_days"), event, f"{at}.retention_days")
-        return Rule(sources=sources, event=event, lookback_days=days, filters=params)
+        extras = self.thresholds(rule, at) if self.extended else {}
+        return Rule(sources=sources, event=event, lookback_days=days, filters=params, **extras)
+
+    def thresholds(self, rule: Mapping[str, object], at: str) -> dict[str, Any]:
+        """Likewise's dialect: ``min_count`` (whole number, 1 to 1,000,000), ``min_value`` (a
+        finite number: the summed ``value`` of the rule's events) and ``top_share`` (a fraction,
+        0 < share <= 1: 0.25 keeps the top 25 % by summed value). Null means absent."""
+        for key in rule:
+            if key not in EXTENDED_RULE_KEYS:
+                raise _bad(
+                    f"{at}.{str(key)[:40]}",
+                    f"is not a field of a rule; a rule holds {', '.join(EXTENDED_RULE_KEYS)}",
+                )
+        extras: dict[str, Any] = {}
+        if rule.get("min_count") is not None:
+            count = _int(rule["min_count"], f"{at}.min_count")
+            if not 1 <= count <= MAX_MIN_COUNT:
+                raise _bad(f"{at}.min_count", f"is {count}; it must be 1-{MAX_MIN_COUNT:,}")
+            extras["min_count"] = count
+        if rule.get("min_value") is not None:
+            extras["min_value"] = _number_of(rule["min_value"], f"{at}.min_value")
+        if rule.get("top_share") is not None:
+            share = _number_of(rule["top_share"], f"{at}.top_share")
+            if not 0 < share <= 1:
+                raise _bad(
+                    f"{at}.top_share",
+                    f"is {share:g}; it must be a fraction above 0 and at most 1 "
+                    "(0.25 keeps the top 25 %)",
+                )
+            extras["top_share"] = share
+        return extras
 
     def sources(self, value: object, at: str) -> Sources:
         spec = self.spec

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -119,6 +120,29 @@ class AudienceRule(Base):
     rule_spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     auto_refresh: Mapped[bool] = mapped_column(Boolean, default=True)
     evaluated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Which dialect ``rule_spec`` is in: TikTok's (false) or Likewise's own (true: AND between
+    # rules, min_count, min_value, top_share); it is parsed again with the same one.
+    extended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class AudienceCombination(Base):
+    """The definition of a combined audience (Likewise's own API): ``spec`` holds ``any_of``,
+    ``all_of`` and ``exclude``, lists of audience ids (strings), as checked at creation."""
+
+    __tablename__ = "audience_combinations"
+
+    audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class AudienceCombinationPart(Base):
+    """One audience a combined audience is made of: what finds the combined audiences to
+    update when a part changes (indexed by the part)."""
+
+    __tablename__ = "audience_combination_parts"
+
+    audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), primary_key=True)
+    part_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), primary_key=True, index=True)
 
 
 class AudienceFile(Base):
