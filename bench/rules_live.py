@@ -50,6 +50,9 @@ PER_REQUEST = 1_000
 PATH = "/open_api/v1.3/event/track/"
 EVENTS = ["Pageview", "ViewContent", "AddToCart", "InitiateCheckout", "CompletePayment", "Search"]
 WEIGHTS = [40, 30, 12, 6, 4, 8]
+# Set before the senders fork: they wait at READY, then start at START.
+READY: Any = None
+START: Any = None
 
 
 def email(user: str) -> str:
@@ -132,9 +135,9 @@ def make_bodies(pixel: str, sender: int, users: int, count: int, seed: int) -> l
 
 
 def sender(args: tuple[Any, ...]) -> tuple[int, int, list[tuple[str, float]]]:
-    """Post at the given rate until ``stop_at``; returns (events acknowledged, failures,
-    [(probe user, acknowledged at)])."""
-    url, token, pixels, sender_no, users, interval, start_at, stop_at = args
+    """Post at the given rate for ``seconds`` once every sender is ready; returns (events
+    acknowledged, failures, [(probe user, acknowledged at)])."""
+    url, token, pixels, sender_no, users, interval, seconds = args
     rounds = 20
     bodies = {
         p: make_bodies(p, sender_no, users, rounds, sender_no * 1000 + n)
@@ -145,7 +148,11 @@ def sender(args: tuple[Any, ...]) -> tuple[int, int, list[tuple[str, float]]]:
     headers = {"Access-Token": token, "Content-Type": "application/json"}
     ok = failed = 0
     probes: list[tuple[str, float]] = []
-    due = start_at
+    READY.wait()  # every sender built its bodies
+    READY.wait()  # and the start time is set
+    start_at = START.value
+    stop_at = start_at + seconds
+    due = start_at + sender_no * interval / 2
     n = 0
     while True:
         now = time.time()
@@ -275,16 +282,22 @@ def measure(args: argparse.Namespace, runtime: Runtime, url: str, audiences: int
     runtime.audiences.add_listener(seen)
 
     interval = senders / requests_per_second
-    start_at = time.time() + 3.0  # every sender built its bodies and connected
-    stop_at = start_at + args.seconds
     codes = [a[2] for a in advertisers]
     jobs = [
-        (url, token, codes[s::senders] or codes, s, args.users, interval, start_at, stop_at)
+        (url, token, codes[s::senders] or codes, s, args.users, interval, args.seconds)
         for s in range(senders)
     ]
+    global READY, START
+    ctx = multiprocessing.get_context("fork")
+    READY = ctx.Barrier(senders + 1)
+    START = ctx.Value("d", 0.0)
     with PeakRSS(multiprocessing.current_process().pid) as rss:
-        with multiprocessing.get_context("fork").Pool(senders) as pool:
-            results = pool.map(sender, jobs)
+        with ctx.Pool(senders) as pool:
+            pending = pool.map_async(sender, jobs)
+            READY.wait()
+            START.value = start_at = time.time() + 0.2
+            READY.wait()
+            results = pending.get()
         loaded = time.time()
         runtime.events.flush()  # what was still queued when the load stopped
         drained = time.time()
