@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 DEDUP_SECONDS = 48 * 3600
 PURGE_EVERY_SECONDS = 3600  # how often dedup keys past the window are forgotten
 PENDING_EVERY_SECONDS = 30  # how often unresolved events are tried again (imports, links)
+COMPACT_EVERY_SECONDS = 60  # how often partitions with many small parts are merged
 MERGE_SECONDS = 5 * 60
 FIELDS = EventRecord.__struct_fields__
 
@@ -125,7 +126,7 @@ class EventProcessor:
         self._pass = threading.Lock()  # one pass at a time (background thread or flush)
         self._thread: threading.Thread | None = None
         # The first purge an hour after start, not at once.
-        self._last_purge = self._last_pending = clock()
+        self._last_purge = self._last_pending = self._last_compact = clock()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="event-processor", daemon=True)
@@ -160,6 +161,9 @@ class EventProcessor:
             if now - self._last_pending > PENDING_EVERY_SECONDS:
                 self.resolve_pending(everything=False)
                 self._last_pending = now
+            if now - self._last_compact > COMPACT_EVERY_SECONDS:
+                self.compact()
+                self._last_compact = now
             if now - self._last_purge > PURGE_EVERY_SECONDS:
                 self.purge_seen(now)
                 if self.retention_days is not None:
@@ -213,6 +217,17 @@ class EventProcessor:
         segment.unlink(missing_ok=True)
         self._tell(usable_now)
         return kept.num_rows
+
+    def compact(self) -> int:
+        """Merge the small parts of busy partitions (see :meth:`EventStore.compact`); returns
+        how many parts were merged away."""
+        with self._pass, self.store.state() as con:
+            done = self.store.meta(con, "last_segment")
+            merged = 0
+            for parts in self.store.compactable(done):
+                self.store.compact(parts)
+                merged += len(parts)
+            return merged
 
     def resolve_pending(self, *, everything: bool = True) -> int:
         """Try again to resolve stored events that have no user yet.

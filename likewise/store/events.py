@@ -12,11 +12,16 @@ Layout under ``data_dir/events``::
 A segment's parts are named after the segment, so processing it again after a crash rewrites
 the same files instead of adding copies; its state changes commit in one transaction with the
 watermark that marks it done.
+
+A segment is sealed every half second, so a busy partition gains thousands of small parts a day;
+:meth:`EventStore.compact` merges the small parts of processed segments into one file, so scans
+open a few files instead. A manifest written first makes the merge safe to interrupt.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import threading
@@ -51,6 +56,17 @@ CREATE TABLE IF NOT EXISTS links (
   PRIMARY KEY (advertiser_id, kind, value)
 );
 """
+
+
+COMPACT_MIN_PARTS = 32  # a partition with fewer small parts is left alone
+COMPACT_SMALL_BYTES = 16 << 20  # parts this large are done: merging them again only costs
+MANIFEST = ".compact.json"  # the parts a merge replaces, written before it is published
+
+
+def part_seq(path: Path) -> int:
+    """The last log segment a part holds events of (parts are ``<seq>.parquet`` or, merged,
+    ``<last seq>-m<n>.parquet``)."""
+    return int(path.stem.split("-")[0])
 
 
 class EventStore:
@@ -185,6 +201,62 @@ class EventStore:
             return removed
         finally:
             con.close()
+
+    def compactable(self, done_seq: int) -> list[list[Path]]:
+        """Per partition with many of them, the small parts of segments up to ``done_seq``
+        (a later segment's part may be rewritten if its processing is retried)."""
+        groups = []
+        for folder in self.data.glob("advertiser_id=*/day=*"):
+            self._recover(folder)
+            parts = sorted(
+                (
+                    p
+                    for p in folder.glob("*.parquet")
+                    if part_seq(p) <= done_seq and p.stat().st_size < COMPACT_SMALL_BYTES
+                ),
+                key=part_seq,
+            )
+            if len(parts) >= COMPACT_MIN_PARTS:
+                groups.append(parts)
+        return groups
+
+    def compact(self, parts: list[Path]) -> Path:
+        """Merge ``parts`` (of one partition) into one file and remove them. The caller keeps
+        readers out meanwhile (the state lock)."""
+        folder = parts[0].parent
+        target = folder / f"{part_seq(parts[-1])}-m{len(parts)}.parquet"
+        tmp = folder / f".{target.name}.tmp"
+        names = [p.name for p in parts]
+        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
+        con = duckdb.connect(config={"threads": self.threads})
+        try:
+            out = str(tmp).replace("'", "''")
+            con.execute(
+                f"""COPY (SELECT * FROM read_parquet([{files}], union_by_name = true,
+                    hive_partitioning = false))
+                TO '{out}' (FORMAT parquet, COMPRESSION zstd)"""
+            )
+        finally:
+            con.close()
+        manifest = folder / MANIFEST
+        manifest.write_text(json.dumps({"target": target.name, "parts": names}))
+        _publish(tmp, target)
+        self._recover(folder)
+        return target
+
+    @staticmethod
+    def _recover(folder: Path) -> None:
+        """Finish (or forget) a merge a crash interrupted: once the merged file is there, the
+        parts it replaces go; before, the merge never happened."""
+        manifest = folder / MANIFEST
+        if not manifest.exists():
+            return
+        done = json.loads(manifest.read_text())
+        if (folder / done["target"]).exists():
+            for name in done["parts"]:
+                if name != done["target"]:
+                    (folder / name).unlink(missing_ok=True)
+        manifest.unlink()
 
     def partitions_before(self, cutoff: date) -> list[Path]:
         """Day folders (of every advertiser) for days before ``cutoff``."""

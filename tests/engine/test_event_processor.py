@@ -3,6 +3,7 @@ statistics, and replay after a crash between writing parts and committing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from likewise.ingest.processor import EventProcessor
 from likewise.ingest.records import EventRecord, encode_batch
 from likewise.store.eventlog import EventLog
-from likewise.store.events import EventStore
+from likewise.store.events import COMPACT_MIN_PARTS, MANIFEST, EventStore, part_seq
 
 T0 = 1_780_000_000.0  # 2026-05-28
 
@@ -187,3 +188,53 @@ def test_days_past_the_retention_are_purged(pipeline) -> None:  # type: ignore[n
     with store.state() as con:
         assert con.execute("SELECT value FROM links").fetchall() == [("new",)]
     assert proc.purge_expired(T0, retention_days=30) == 0
+
+
+def test_small_parts_are_merged_without_loss_or_copies(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    n = COMPACT_MIN_PARTS + 3
+    for i in range(n):  # one segment (one small part) each
+        log.append(encode_batch([ev(f"e{i}", received=T0 + i)]))
+        proc.flush()
+    folder = next(store.data.glob("advertiser_id=7/day=*"))
+    assert len(list(folder.glob("*.parquet"))) == n
+    before = stored(store)
+    assert proc.compact() == n
+    assert [p.name for p in folder.glob("*.parquet")] == [f"{n}-m{n}.parquet"]
+    assert stored(store) == before
+    assert proc.compact() == 0  # one file left: nothing to merge
+
+
+def test_an_interrupted_merge_is_finished_or_forgotten(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    for i in range(COMPACT_MIN_PARTS):
+        log.append(encode_batch([ev(f"e{i}", received=T0 + i)]))
+        proc.flush()
+    folder = next(store.data.glob("advertiser_id=7/day=*"))
+    before = stored(store)
+    parts = sorted(folder.glob("*.parquet"))
+    # Crashed before publishing: the manifest is forgotten, the parts stay.
+    (folder / MANIFEST).write_text(json.dumps({"target": "x-m2.parquet", "parts": ["1.parquet"]}))
+    assert store.compactable(10**9) == [sorted(parts, key=part_seq)]
+    assert not (folder / MANIFEST).exists()
+    # Crashed after publishing: the parts it replaced go.
+    merged = store.compact(parts)
+    for part in parts[:3]:
+        part.write_bytes(b"stale copy")  # as if never removed
+    (folder / MANIFEST).write_text(
+        json.dumps({"target": merged.name, "parts": [p.name for p in parts]})
+    )
+    store.compactable(10**9)
+    assert [p.name for p in folder.glob("*.parquet")] == [merged.name]
+    assert stored(store) == before
+
+
+def test_parts_of_unfinished_segments_are_not_merged(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    for i in range(COMPACT_MIN_PARTS):
+        log.append(encode_batch([ev(f"e{i}", received=T0 + i)]))
+        proc.flush()
+    # The watermark says segment COMPACT_MIN_PARTS is not done (a retried one rewrites its part).
+    with store.state() as con:
+        store.set_meta(con, "last_segment", COMPACT_MIN_PARTS - 1)
+    assert store.compactable(COMPACT_MIN_PARTS - 1) == []
