@@ -98,6 +98,7 @@ class AudienceView:
     history: list[HistoryEntry] = field(default_factory=list)
     rule_type: str | None = None  # a rule audience's audience_type (PIXEL, APP, ...)
     auto_refresh: bool = False
+    rule: str | None = None  # the definition of a rule or combined audience, as JSON text
 
     @property
     def display(self) -> str:

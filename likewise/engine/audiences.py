@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from likewise.store.db import Database
 from likewise.store.graph import PlatformGraph
 from likewise.store.models import (
     Audience,
+    AudienceCombination,
     AudienceFile,
     AudienceHistory,
     AudienceRule,
@@ -534,6 +536,19 @@ class Audiences:
             ]
         owner = a.advertiser_id == viewer
         rule = s.get(AudienceRule, a.id) if a.source == Source.RULE else None
+        definition: str | None = None
+        if rule is not None:
+            # TikTok's `rule`: the definition as a string; here the body's rule fields.
+            definition = json.dumps(
+                {"audience_type": rule.audience_type, "rule_spec": rule.rule_spec},
+                separators=(",", ":"),
+            )
+        elif a.source == Source.COMBINED:
+            combination = s.get(AudienceCombination, a.id)
+            if combination is not None:
+                definition = json.dumps(
+                    {"combination_spec": combination.spec}, separators=(",", ":")
+                )
         return AudienceView(
             id=a.id,
             advertiser_id=viewer,
@@ -558,6 +573,7 @@ class Audiences:
             history=history,
             rule_type=rule.audience_type if rule is not None else None,
             auto_refresh=rule.auto_refresh if rule is not None else False,
+            rule=definition,
         )
 
     # --- delete ------------------------------------------------------------------------------

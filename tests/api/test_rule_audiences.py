@@ -5,6 +5,7 @@ evaluator in the event worker, and list/get report it. Bad rules get 40002 namin
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -138,6 +139,8 @@ def test_purchasers_in_the_last_30_days(server: Server, shop: Shop) -> None:
     got = details(shop, audience_id)
     assert got["audience_type"] == "Website Traffic"
     assert got["is_auto_refresh"] is True
+    # `rule`: the definition as sent, as a JSON string (TikTok's field is a string).
+    assert json.loads(got["rule"]) == {"audience_type": "PIXEL", "rule_spec": spec}
 
 
 def test_cart_abandoners_exclude_buyers(server: Server, shop: Shop) -> None:

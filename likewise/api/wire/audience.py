@@ -116,7 +116,7 @@ def audience_details(v: AudienceView) -> dict[str, Any]:
         "retention_in_days": v.retention_in_days,
         "audience_enhancement": v.audience_enhancement,
         "enhancement_status": None,
-        "rule": None,
+        "rule": v.rule,
         "lookalike_spec": None,
     }
 
