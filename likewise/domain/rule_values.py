@@ -252,8 +252,8 @@ TYPES: dict[AudienceType, TypeSpec] = {
         ENGAGEMENT, False, _NONE,
         fixed_lookback=True, free_lookback_values=frozenset({BUSINESS_ACCOUNT_FOLLOW}),
     ),
-    # Shop events name a product, not a shop: the shop ids are checked as the advertiser's,
-    # and every shop event stored under the advertiser (who owns the shop) counts.
+    # Shop events name a product, not a shop: every shop event stored under the advertiser (who
+    # owns the shop) counts, whatever shop ids the rule names (they are not checked).
     AudienceType.TIKTOK_SHOP: TypeSpec(
         SourceKind.SHOP, None, "required", MAX_SOURCE_IDS, False, _SHOP,
         ENGAGEMENT, False, _NONE,

@@ -221,6 +221,9 @@ def _qualifying(batch: _Batch, rule: Rule, advertiser_id: int, names: frozenset[
     sources = rule.sources
     advertiser = batch.ints("advertiser_id")
     keep = advertiser == advertiser_id
+    if sources.match_field is not None and not sources.ids:
+        # No ids: every source of the kind, so the event must name one (an ad group, a form).
+        keep &= _mask(pc.is_valid(batch.column(sources.match_field)))
     if sources.match_field is not None and sources.ids:
         named = batch.is_in(sources.match_field, sources.ids)
         keep &= named

@@ -230,10 +230,14 @@ def _predicate(rule: Rule, names: Iterable[str], advertiser_id: int, as_of: floa
 def _sources(rule: Rule, advertiser_id: int) -> str:
     sources = rule.sources
     own = f"advertiser_id = {int(advertiser_id)}"
-    if sources.match_field is None or not sources.ids:
-        # Every source of the kind the advertiser owns: every event stored under it.
+    if sources.match_field is None:
+        # Shop events name no shop: every one stored under the advertiser (who owns its shop).
         return own
     column = _column(sources.match_field)
+    if not sources.ids:
+        # Every source of the kind the advertiser owns: its events naming one (an ENGAGEMENT
+        # rule without ad groups takes every ad's events, not plays of the advertiser's posts).
+        return f"({own} AND {column} IS NOT NULL)"
     named = f"COALESCE({column} IN ({_ids(column, sources.ids)}), FALSE)"
     if sources.organic:
         # Organic activity (advertiser 0) on the advertiser's own posts, LIVE videos, accounts.

@@ -328,6 +328,21 @@ def test_organic_activity_counts_only_on_the_advertisers_creators() -> None:
     assert audience.members(T0) == BitMap([1, 4])
 
 
+def test_engagement_without_ad_groups_takes_ads_only() -> None:
+    p = plan(rule("PLAY 2S", source="ag-1"), audience_type="ENGAGEMENT")
+    unnamed = replace(p.inclusion[0].sources, ids=())
+    p = replace(p, inclusion=(replace(p.inclusion[0], sources=unnamed),))
+    base = {"channel": "engagement", "event": "video_play", "event_time": T0, "source_id": 0}
+    audience = live(
+        p,
+        events(
+            {**base, "uid": 1, "adgroup_id": "ag-7", "watched_seconds": 5.0},
+            {**base, "uid": 2, "content_id": "post-1", "watched_seconds": 5.0},  # not an ad
+        ),
+    )
+    assert audience.members(T0) == BitMap([1])
+
+
 def test_play_depth_thresholds_fail_without_the_measure() -> None:
     p = plan(rule("PLAY 50", source="ag-1"), audience_type="ENGAGEMENT")
     base = {"channel": "engagement", "event": "video_play", "event_time": T0, "adgroup_id": "ag-1"}

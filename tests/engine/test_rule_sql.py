@@ -338,6 +338,8 @@ def test_engagement_video_plays_by_depth(world: RuleWorld) -> None:
         world.engagement("dan", "video_play", adgroup_id="ag-2", watched_seconds=6.0,
                          watched_percent=75.0),
         world.engagement("eve", "ad_click", adgroup_id="ag-1", watched_seconds=60.0),
+        # A play of the advertiser's own post, not an ad: no ENGAGEMENT rule counts it.
+        world.engagement("bob", "video_play", content_id="post-1", watched_seconds=30.0),
     )  # fmt: skip
     assert world.members(plan("ENGAGEMENT", rule("PLAY 6S", ["ag-1"]))) == {"ann", "cat"}
     assert world.members(plan("ENGAGEMENT", rule("PLAY 75", ["ag-1"]))) == {"ann", "bob"}
