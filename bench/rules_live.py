@@ -339,7 +339,11 @@ def main() -> None:
     ap.add_argument("--advertisers", type=int, default=10)
     ap.add_argument("--users", type=int, default=200_000)
     ap.add_argument("--senders", type=int, default=2)
+    ap.add_argument("--live-only", action="store_true", help="skip the baseline (profiling)")
     args = ap.parse_args()
+    if args.live_only:
+        print(json.dumps({"live": run(args, args.audiences)}))
+        return
     baseline = run(args, 0)
     print(json.dumps({"baseline": baseline}), flush=True)
     live = run(args, args.audiences)

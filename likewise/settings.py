@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         description="Process events (compaction, dedup, identity resolution) in a separate "
         "worker process, off the request path; false keeps it in a thread of the server.",
     )
+    event_seal_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        description="With the event worker: how often the server hands the events it "
+        "acknowledged to the worker (seals a log segment). Bounds how long an event waits "
+        "before it is processed and reaches live audiences; shorter means more, smaller "
+        "segments.",
+    )
     rule_refresh_seconds: float = Field(
         default=60.0,
         description="How often live rule audiences are stored as a new version (their members "

@@ -89,7 +89,7 @@ class EventIntake:
 
     def start(self, *, separate_process: bool = False) -> None:
         if separate_process:
-            self.log.seal_every(self.processor.interval)
+            self.log.seal_every(self.settings.event_seal_seconds)
             self.worker = EventWorker(
                 self.settings, interval=self.processor.interval, on_changes=self._deliver
             )
