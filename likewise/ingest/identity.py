@@ -54,7 +54,7 @@ CANDIDATE_COLUMNS = (
 TTCLID_OWNER = 0  # links.advertiser_id of click ids: the platform's, valid for every advertiser
 
 _KEYS = f"""
-SELECT eid, ('0x' || substr(h, 1, 32))::UHUGEINT::VARCHAR AS k, kmask::UTINYINT AS kmask FROM (
+SELECT eid, substr(h, 1, 32) AS k, kmask::UTINYINT AS kmask FROM (
   SELECT eid, unnest(email) AS h, {IdKind.EMAIL.bit} AS kmask FROM cand
   UNION ALL SELECT eid, unnest(phone), {IdKind.PHONE.bit} FROM cand
   UNION ALL SELECT eid, idfa, {IdKind.IDFA.bit} FROM cand WHERE idfa IS NOT NULL
@@ -129,10 +129,13 @@ class EventResolver:
             # Copied out as rows: DuckDB's Arrow output can point into memory the connection
             # owns, and freeing it after the connection closes crashes the process.
             rows = con.execute(_KEYS).fetchall()
+            # The graph's key: the hash's first 128 bits, as decimal text. Converted here, not
+            # in SQL: DuckDB's 128-bit integer to text takes ~80 µs a value (half the worker's
+            # time at 20,000 events/s); Python's int() takes well under one.
             keys = pa.table(
                 {
                     "eid": pa.array([r[0] for r in rows], pa.int64()),
-                    "k": pa.array([r[1] for r in rows], pa.string()),
+                    "k": pa.array([str(int(r[1], 16)) for r in rows], pa.string()),
                     "kmask": pa.array([r[2] for r in rows], pa.uint8()),
                 }
             )
