@@ -46,6 +46,11 @@ PURGE_EVERY_SECONDS = 3600  # how often dedup keys past the window are forgotten
 PENDING_EVERY_SECONDS = 30  # how often unresolved events are tried again (imports, links)
 COMPACT_EVERY_SECONDS = 60  # how often partitions with many small parts are merged
 MERGE_SECONDS = 5 * 60
+# Sealed segments processed in one pass when processing is behind: a pass has fixed costs (a
+# transaction, an identity graph lookup, a file per partition), so a backlog is caught up in
+# fewer, larger passes.
+MAX_SEGMENTS_PER_PASS = 16
+MAX_BYTES_PER_PASS = 64 << 20
 FIELDS = EventRecord.__struct_fields__
 
 # Column types, in EventRecord field order: the JSON reader's schema and the Parquet parts'.
@@ -124,6 +129,9 @@ class EventProcessor:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pass = threading.Lock()  # one pass at a time (background thread or flush)
+        # Parts may exist of a pass that did not commit (a crash, or a failure before it):
+        # checked at the first pass and after any failure.
+        self._dirty = True
         self._thread: threading.Thread | None = None
         # The first purge an hour after start, not at once.
         self._last_purge = self._last_pending = self._last_compact = clock()
@@ -180,22 +188,46 @@ class EventProcessor:
     def run_once(self) -> int:
         """Process every sealed segment; returns how many events were stored."""
         with self._pass:
-            return sum(self._segment(segment) for segment in self.log.sealed())
+            stored = 0
+            segments = self.log.sealed()
+            while segments:
+                group = [segments.pop(0)]
+                size = group[0].stat().st_size
+                while (
+                    segments
+                    and len(group) < MAX_SEGMENTS_PER_PASS
+                    and size + segments[0].stat().st_size <= MAX_BYTES_PER_PASS
+                ):
+                    size += segments[0].stat().st_size
+                    group.append(segments.pop(0))
+                stored += self._segments(group)
+            return stored
 
-    # --- one segment -------------------------------------------------------------------------
+    # --- one pass ----------------------------------------------------------------------------
 
-    def _segment(self, segment: Path) -> int:
-        seq = int(segment.stem)
+    def _segments(self, segments: list[Path]) -> int:
+        """Store the events of ``segments`` (consecutive, oldest first) in one transaction."""
         with self.store.state() as con:
-            if seq <= self.store.meta(con, "last_segment"):
+            done = self.store.meta(con, "last_segment")
+            for segment in [s for s in segments if int(s.stem) <= done]:
                 segment.unlink(missing_ok=True)  # done before a crash that kept the file
+            segments = [s for s in segments if int(s.stem) > done]
+            if not segments:
                 return 0
+            if self._dirty:
+                # Parts of a pass that failed before its commit: the retry may group segments
+                # differently, so they would not be overwritten.
+                self.store.drop_parts_after(done)
+                self._dirty = False
+            seq = int(segments[-1].stem)
             next_eid = self.store.meta(con, "next_eid", 1)
-            batch, next_eid = _dedup(con, read_segment(segment), next_eid)
+            events = [read_segment(s) for s in segments]
+            batch, next_eid = _dedup(con, pa.concat_tables(events), next_eid)
             kept = batch.filter(batch["kept"])
+            self._dirty = True
             for (advertiser_id, day), part in _partitions(kept):
                 self.store.write_part(
-                    advertiser_id, day, segment.stem, part.select([*STORED, "eid", "merged_into"])
+                    advertiser_id, day, str(seq), part.select([*STORED, "eid", "merged_into"])
                 )
             con.execute("BEGIN TRANSACTION")
             con.register("batch", batch)
@@ -213,8 +245,10 @@ class EventProcessor:
             self.store.set_meta(con, "next_eid", next_eid)
             self.store.set_meta(con, "last_segment", seq)
             con.execute("COMMIT")
+            self._dirty = False
             usable_now = self._usable_rows(con, resolved, kept)
-        segment.unlink(missing_ok=True)
+        for segment in segments:
+            segment.unlink(missing_ok=True)
         self._tell(usable_now)
         return kept.num_rows
 

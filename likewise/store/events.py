@@ -202,6 +202,16 @@ class EventStore:
         finally:
             con.close()
 
+    def drop_parts_after(self, done_seq: int) -> int:
+        """Remove parts of segments after ``done_seq``: written by a pass that never committed
+        (the retry writes them again). Returns how many."""
+        dropped = 0
+        for part in self.data.glob("advertiser_id=*/day=*/*.parquet"):
+            if part_seq(part) > done_seq:
+                part.unlink(missing_ok=True)
+                dropped += 1
+        return dropped
+
     def compactable(self, done_seq: int) -> list[list[Path]]:
         """Per partition with many of them, the small parts of segments up to ``done_seq``
         (a later segment's part may be rewritten if its processing is retried)."""

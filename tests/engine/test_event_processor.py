@@ -238,3 +238,37 @@ def test_parts_of_unfinished_segments_are_not_merged(pipeline) -> None:  # type:
     with store.state() as con:
         store.set_meta(con, "last_segment", COMPACT_MIN_PARTS - 1)
     assert store.compactable(COMPACT_MIN_PARTS - 1) == []
+
+
+def test_a_backlog_is_stored_in_one_pass_and_a_failed_pass_leaves_no_copies(
+    pipeline,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log, store, proc = pipeline
+    for i in range(3):
+        log.append(encode_batch([ev(f"e{i}", received=T0 + i)]))
+        log.rotate()
+    assert len(log.sealed()) == 3
+
+    def crash(*args: object) -> None:
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(store, "set_meta", crash)
+    with pytest.raises(OSError):
+        proc.run_once()  # one pass over the three segments writes their parts, then fails
+    monkeypatch.undo()
+    log.append(encode_batch([ev("e3", received=T0 + 3)]))  # the retry groups four segments
+    log.rotate()
+    passes: list[int] = []
+    run = proc._segments
+
+    def counting(segments):  # type: ignore[no-untyped-def]
+        passes.append(len(segments))
+        return run(segments)
+
+    monkeypatch.setattr(proc, "_segments", counting)
+    assert proc.run_once() == 4
+    assert passes == [4]
+    assert [r[0] for r in stored(store)] == ["e0", "e1", "e2", "e3"]
+    assert stats(store)["received"] == 4
+    assert not log.sealed()
