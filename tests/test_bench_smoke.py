@@ -46,3 +46,23 @@ def test_events_benchmark_smoke() -> None:
         result = out[load]
         assert isinstance(result, dict) and result["requests"] > 0 and result["failed"] == 0
     assert isinstance(out["batched_ratio_to_bare"], float) and out["batched_ratio_to_bare"] > 0
+
+
+def test_rules_batch_benchmark_smoke(tmp_path: Path) -> None:
+    out = run(
+        "rules_batch.py",
+        "--events", "200000", "--audiences", "10", "--advertisers", "5", "--days", "30",
+        "--dir", str(tmp_path),
+    )  # fmt: skip
+    assert out["agree"] is True and out["audiences"] == 10 and out["empty_audiences"] == 0
+
+
+def test_rules_live_benchmark_smoke() -> None:
+    out = run(
+        "rules_live.py",
+        "--seconds", "3", "--rate", "2000", "--audiences", "10", "--advertisers", "2",
+        "--users", "2000", "--senders", "1", "--live-only",
+    )  # fmt: skip
+    live = out["live"]
+    assert live["failed_requests"] == 0 and live["probes"] > 0
+    assert live["probes_seen"] == live["probes"]  # every probe joined its audience
