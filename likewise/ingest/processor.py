@@ -132,6 +132,7 @@ class EventProcessor:
         # Parts may exist of a pass that did not commit (a crash, or a failure before it):
         # checked at the first pass and after any failure.
         self._dirty = True
+        self._compacting = False
         self._thread: threading.Thread | None = None
         # The first purge an hour after start, not at once.
         self._last_purge = self._last_pending = self._last_compact = clock()
@@ -169,8 +170,11 @@ class EventProcessor:
             if now - self._last_pending > PENDING_EVERY_SECONDS:
                 self.resolve_pending(everything=False)
                 self._last_pending = now
-            if now - self._last_compact > COMPACT_EVERY_SECONDS:
-                self.compact()
+            if now - self._last_compact > COMPACT_EVERY_SECONDS and not self._compacting:
+                # In the background: merging writes whole files, and live audiences must not
+                # wait for it.
+                self._compacting = True
+                threading.Thread(target=self._compact_in_background, daemon=True).start()
                 self._last_compact = now
             if now - self._last_purge > PURGE_EVERY_SECONDS:
                 self.purge_seen(now)
@@ -254,14 +258,25 @@ class EventProcessor:
 
     def compact(self) -> int:
         """Merge the small parts of busy partitions (see :meth:`EventStore.compact`); returns
-        how many parts were merged away."""
+        how many parts were merged away. Files are written without holding up processing;
+        only the swap waits for a pass to end."""
         with self._pass, self.store.state() as con:
-            done = self.store.meta(con, "last_segment")
-            merged = 0
-            for parts in self.store.compactable(done):
-                self.store.compact(parts)
-                merged += len(parts)
-            return merged
+            groups = self.store.compactable(self.store.meta(con, "last_segment"))
+        merged = 0
+        for parts in groups:
+            staged = self.store.stage_merge(parts)
+            with self._pass, self.store.state():
+                if self.store.publish_merge(staged) is not None:
+                    merged += len(parts)
+        return merged
+
+    def _compact_in_background(self) -> None:
+        try:
+            self.compact()
+        except Exception:
+            log.exception("merging event parts failed; tried again later")
+        finally:
+            self._compacting = False
 
     def resolve_pending(self, *, everything: bool = True) -> int:
         """Try again to resolve stored events that have no user yet.

@@ -29,6 +29,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -61,6 +62,22 @@ CREATE TABLE IF NOT EXISTS links (
 COMPACT_MIN_PARTS = 32  # a partition with fewer small parts is left alone
 COMPACT_SMALL_BYTES = 16 << 20  # parts this large are done: merging them again only costs
 MANIFEST = ".compact.json"  # the parts a merge replaces, written before it is published
+
+
+@dataclass(frozen=True)
+class StagedMerge:
+    parts: list[Path]
+    fingerprints: list[tuple[int, int] | None]
+    tmp: Path
+    target: Path
+
+
+def _fingerprint(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
 
 
 def part_seq(path: Path) -> int:
@@ -233,10 +250,19 @@ class EventStore:
     def compact(self, parts: list[Path]) -> Path:
         """Merge ``parts`` (of one partition) into one file and remove them. The caller keeps
         readers out meanwhile (the state lock)."""
+        staged = self.stage_merge(parts)
+        published = self.publish_merge(staged)
+        assert published is not None, "the parts changed while nothing else ran"
+        return published
+
+    def stage_merge(self, parts: list[Path]) -> StagedMerge:
+        """Write the merge of ``parts`` beside them, not yet visible: the slow half of
+        :meth:`compact`, which needs no lock (parts are never changed in place, only replaced
+        or removed, and :meth:`publish_merge` checks for that)."""
+        before = [_fingerprint(p) for p in parts]
         folder = parts[0].parent
         target = folder / f"{part_seq(parts[-1])}-m{len(parts)}.parquet"
         tmp = folder / f".{target.name}.tmp"
-        names = [p.name for p in parts]
         files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
         con = duckdb.connect(config={"threads": self.threads})
         try:
@@ -248,11 +274,22 @@ class EventStore:
             )
         finally:
             con.close()
+        return StagedMerge(parts, before, tmp, target)
+
+    def publish_merge(self, staged: StagedMerge) -> Path | None:
+        """Swap a staged merge in for its parts, unless one of them changed meanwhile (an
+        erasure rewrote or removed it): then the merge is dropped (None). The caller keeps
+        readers out (the state lock)."""
+        if [_fingerprint(p) for p in staged.parts] != staged.fingerprints:
+            staged.tmp.unlink(missing_ok=True)
+            return None
+        folder = staged.target.parent
         manifest = folder / MANIFEST
-        manifest.write_text(json.dumps({"target": target.name, "parts": names}))
-        _publish(tmp, target)
+        names = [p.name for p in staged.parts]
+        manifest.write_text(json.dumps({"target": staged.target.name, "parts": names}))
+        _publish(staged.tmp, staged.target)
         self._recover(folder)
-        return target
+        return staged.target
 
     @staticmethod
     def _recover(folder: Path) -> None:

@@ -272,3 +272,18 @@ def test_a_backlog_is_stored_in_one_pass_and_a_failed_pass_leaves_no_copies(
     assert [r[0] for r in stored(store)] == ["e0", "e1", "e2", "e3"]
     assert stats(store)["received"] == 4
     assert not log.sealed()
+
+
+def test_a_merge_is_dropped_if_a_part_changed_meanwhile(pipeline) -> None:  # type: ignore[no-untyped-def]
+    log, store, proc = pipeline
+    for i in range(COMPACT_MIN_PARTS):
+        log.append(encode_batch([ev(f"e{i}", received=T0 + i)]))
+        proc.flush()
+    folder = next(store.data.glob("advertiser_id=7/day=*"))
+    parts = sorted(folder.glob("*.parquet"), key=part_seq)
+    staged = store.stage_merge(parts)
+    assert not list(folder.glob("*-m*.parquet")), "nothing visible before it is published"
+    parts[0].unlink()  # as an erasure would (it rewrites or removes the parts it touches)
+    assert store.publish_merge(staged) is None
+    assert not staged.tmp.exists()
+    assert len(list(folder.glob("*.parquet"))) == COMPACT_MIN_PARTS - 1
