@@ -53,7 +53,7 @@ class Settings(BaseSettings):
         "worker process, off the request path; false keeps it in a thread of the server.",
     )
     event_seal_seconds: float = Field(
-        default=0.25,
+        default=0.35,
         gt=0,
         description="With the event worker: how often the server hands the events it "
         "acknowledged to the worker (seals a log segment). Bounds how long an event waits "
