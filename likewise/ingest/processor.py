@@ -297,9 +297,8 @@ class EventProcessor:
                 since = self.store.meta(con, "pending_links_ms") / 1000
                 now = self.clock()
                 narrow = not everything and graph_mark == self.store.meta(con, "pending_graph")
-                if narrow and not con.execute(
-                    "SELECT count(*) FROM links WHERE seen_at >= ?", [since]
-                ).fetchall()[0][0]:
+                learned = con.execute("SELECT count(*) FROM links WHERE seen_at >= ?", [since])
+                if narrow and not learned.fetchall()[0][0]:
                     # Nothing learned, nothing changed: no scan of the store (the common case
                     # for servers without browser ids; the scan grows with the store).
                     self.store.set_meta(con, "pending_links_ms", int(now * 1000))
