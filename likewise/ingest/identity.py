@@ -80,10 +80,8 @@ ON CONFLICT (advertiser_id, kind, value) DO UPDATE SET uid = excluded.uid,
   seen_at = excluded.seen_at
 """
 
-# OR IGNORE, not "WHERE eid NOT IN event_uid": the primary key's index answers for each row,
-# where NOT IN read the whole table on every pass (time growing with every event stored).
 _RESOLVE = f"""
-INSERT OR IGNORE INTO event_uid
+INSERT INTO event_uid
 WITH ext AS (SELECT eid, advertiser_id, unnest(external_id) AS v FROM cand),
 found_all AS (
   SELECT eid, uid, 0 AS prio FROM found
@@ -102,7 +100,7 @@ spread AS (
   UNION ALL  -- a merged copy's keys resolve the event it was merged into
   SELECT c.merged_into, b.uid, b.prio + 10 FROM best b JOIN cand c USING (eid)
   WHERE c.merged_into IS NOT NULL)
-SELECT eid, arg_min(uid, prio) FROM spread
+SELECT eid, arg_min(uid, prio) FROM spread WHERE eid NOT IN (SELECT eid FROM event_uid)
 GROUP BY eid
 RETURNING eid, uid
 """
