@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from pyroaring import BitMap
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from likewise.domain.audience import (
@@ -462,7 +462,8 @@ class Audiences:
             )
         return audience
 
-    def _visible(self, advertiser_id: int):
+    def visible_to(self, advertiser_id: int) -> ColumnElement[bool]:
+        """The audiences an advertiser may see and use: its own and those shared with it."""
         shared = select(AudienceShare.audience_id).where(
             AudienceShare.advertiser_id == advertiser_id
         )
@@ -474,7 +475,7 @@ class Audiences:
         self, *, advertiser_id: int, ids: list[int] | None, page: int, page_size: int
     ) -> tuple[list[AudienceView], int]:
         with self.db.session() as s:
-            q = select(Audience).where(self._visible(advertiser_id))
+            q = select(Audience).where(self.visible_to(advertiser_id))
             if ids:
                 q = q.where(Audience.id.in_(ids))
             total = s.execute(select(func.count()).select_from(q.subquery())).scalar_one()
@@ -492,7 +493,7 @@ class Audiences:
             rows = {
                 a.id: a
                 for a in s.execute(
-                    select(Audience).where(self._visible(advertiser_id), Audience.id.in_(ids))
+                    select(Audience).where(self.visible_to(advertiser_id), Audience.id.in_(ids))
                 ).scalars()
             }
             missing = [i for i in ids if i not in rows]

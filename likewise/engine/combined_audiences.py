@@ -250,7 +250,7 @@ class CombinedAudiences:
             return set(
                 s.execute(
                     select(Audience.id).where(
-                        self.audiences._visible(advertiser_id), Audience.id.in_(set(ids))
+                        self.audiences.visible_to(advertiser_id), Audience.id.in_(set(ids))
                     )
                 ).scalars()
             )
