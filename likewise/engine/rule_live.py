@@ -40,7 +40,10 @@ uint32, event time as float64, value as float64 only when the rule sums values),
 appended unsorted and merged in at the next query. Each query at ``as_of`` makes ``as_of`` the
 pruning reference P: events at or before ``P - lookback`` can never count again and are
 dropped, and where no value is summed only each user's ``min_count`` latest events at or before P
-are kept (for any later ``as_of`` an older one is in the window only if all of those are). So
+are kept (for any later ``as_of`` an older one is in the window only if all of those are); the
+pass that drops them runs at most every :data:`PRUNE_EVERY_SECONDS`. A query recomputes only
+the users with new events or with an event that crossed a window edge since the last query
+(top shares and retention sequences, which depend on everyone, are recomputed whole). So
 :meth:`LiveAudience.members` is exact for any ``as_of`` at or after the newest one it was asked
 about, and refuses an earlier one.
 """

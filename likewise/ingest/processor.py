@@ -193,17 +193,18 @@ class EventProcessor:
         """Process every sealed segment; returns how many events were stored."""
         with self._pass:
             stored = 0
-            segments = self.log.sealed()
-            while segments:
-                group = [segments.pop(0)]
-                size = group[0].stat().st_size
-                while (
-                    segments
-                    and len(group) < MAX_SEGMENTS_PER_PASS
-                    and size + segments[0].stat().st_size <= MAX_BYTES_PER_PASS
+            group: list[Path] = []
+            size = 0
+            for segment in self.log.sealed():
+                grows = segment.stat().st_size
+                if group and (
+                    len(group) == MAX_SEGMENTS_PER_PASS or size + grows > MAX_BYTES_PER_PASS
                 ):
-                    size += segments[0].stat().st_size
-                    group.append(segments.pop(0))
+                    stored += self._segments(group)
+                    group, size = [], 0
+                group.append(segment)
+                size += grows
+            if group:
                 stored += self._segments(group)
             return stored
 
