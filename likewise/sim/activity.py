@@ -7,11 +7,13 @@ and the ground truth. The truth is exact by construction: :attr:`SimActivity.eve
 per logical event (who did it, when, how a server can resolve it) and :attr:`SimActivity.truth`
 aggregates it per advertiser, user and event. Only the sim's own knowledge is used (users'
 canonical identifiers from :func:`ground_truth_identifiers`, hashlib), never
-``likewise.identity``.
+``likewise.identity``. :meth:`SimActivity.split` cuts an activity in two at a time (e.g. the past
+a server gets and the future it should predict).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +69,27 @@ def _seconds(value: datetime | float | int, name: str) -> int:
     if not np.isfinite(value):
         raise ValueError(f"{name} must be a finite Unix time")
     return int(value)
+
+
+def _first_second_from(value: datetime | float, name: str) -> int:
+    """The first whole second at or after ``value``: event times (whole seconds) are before
+    ``value`` exactly when they are before it."""
+    if isinstance(value, datetime):
+        return _seconds(value.replace(microsecond=0), name) + (value.microsecond > 0)
+    _seconds(value, name)  # checks it is finite
+    return math.ceil(value)
+
+
+# Streams of a split activity carry the row number of each event in the stream as simulated (its
+# event id is made of it), so that ids stay those of the whole; absent: the row's position.
+_ROW = "row"
+_PURCHASES = {"web": "CompletePayment", "app": "Purchase", "engagement": "shop_purchase"}
+
+
+def _numbered(stream: Stream) -> Stream:
+    if _ROW in stream.cols:
+        return stream
+    return Stream(stream.names, {**stream.cols, _ROW: np.arange(len(stream), dtype=np.int64)})
 
 
 def simulate_activity(
@@ -144,6 +167,10 @@ class SimActivity:
 
     Each holds at most :data:`MAX_EVENTS_PER_BODY` events (the pixel's at most 50), one source
     per body, in time order.
+
+    :meth:`split` cuts it in two at a time; each part is a SimActivity of its own (same users,
+    advertisers, seed, interests and prices; its own ``start``/``end``), whose events keep the
+    ids they have in the whole.
     """
 
     users: pa.Table
@@ -236,13 +263,7 @@ class SimActivity:
         seconds), ``pixel_copy`` (a browser copy was sent too), ``retried`` (the server copy was
         sent twice)."""
         f = self._flat
-        ids = pa.concat_arrays(
-            [
-                event_ids(self.seed, "w", len(self.web)),
-                event_ids(self.seed, "a", len(self.app)),
-                event_ids(self.seed, "e", len(self.engagement)),
-            ]
-        )
+        ids = pa.concat_arrays([self.event_ids_of(channel) for channel in CHANNELS])
         return pa.table(
             {
                 "event_id": ids,
@@ -312,6 +333,71 @@ class SimActivity:
             mask = pc.and_(mask, t.column("personalized_ads"))
         return set(t.filter(mask).column("user_id").to_pylist())
 
+    def purchasers(self, advertiser_id: str) -> np.ndarray:
+        """Sorted row indices (into ``users``) of everyone who bought from the advertiser in this
+        activity: web CompletePayment, app Purchase or shop_purchase in the platform's shop,
+        whether or not a server could resolve or use the event (ground truth; for what an
+        audience may contain see :meth:`users_who`)."""
+        j = self._advertiser(advertiser_id)
+        rows = []
+        for stream, event in zip(self._streams, _PURCHASES.values(), strict=True):
+            c = stream.cols
+            rows.append(c["user"][(c["adv"] == j) & (c["code"] == stream.names.index(event))])
+        return np.unique(np.concatenate(rows)).astype(np.int64)
+
+    def _advertiser(self, advertiser_id: str) -> int:
+        ids = [a.id for a in self.advertisers]
+        if advertiser_id not in ids:
+            raise ValueError(f"advertiser {advertiser_id!r} is not in the simulation")
+        return ids.index(advertiser_id)
+
+    @property
+    def _streams(self) -> tuple[Stream, Stream, Stream]:
+        """The streams in :data:`CHANNELS` order."""
+        return self.web, self.app, self.engagement
+
+    def event_ids_of(self, channel: str) -> pa.Array:
+        """The ``event_id`` of each row of the channel's stream (one of :data:`CHANNELS`): the
+        same in the activity as simulated and in any part :meth:`split` cuts from it."""
+        stream = self._streams[CHANNELS.index(channel)]
+        rows = stream.cols.get(_ROW)
+        return event_ids(self.seed, channel[0], len(stream) if rows is None else rows)
+
+    # --- parts in time --------------------------------------------------------------------
+
+    def split(self, at: datetime | float) -> tuple[SimActivity, SimActivity]:
+        """``(before, after)``: the activity strictly before ``at`` (a datetime, naive = UTC, or
+        Unix seconds) and the activity at or after it, each a SimActivity of the same users,
+        advertisers, seed, interests and prices with ``start``/``end`` its own range (an empty
+        part, when ``at`` is outside [start, end], has ``end = start - 1``).
+
+        Each event keeps its ``event_id``, and both parts together have exactly the events of the
+        whole. Everything else is computed from the part alone, as for a server that got only
+        its bodies: an ad click and its shop landing may fall in different parts (the landing
+        still carries the click's ttclid), and a web event matched only through a ``_ttp`` that
+        an event of the other part identified has ``match`` "click" or "none" there, not "link".
+        """
+        cut = min(max(_first_second_from(at, "at"), self.start), self.end + 1)
+        streams = [_numbered(s) for s in self._streams]
+        before = [s.take(np.flatnonzero(s.cols["t"] < cut)) for s in streams]
+        after = [s.take(np.flatnonzero(s.cols["t"] >= cut)) for s in streams]
+        return self._part(before, self.start, cut - 1), self._part(after, cut, self.end)
+
+    def _part(self, streams: list[Stream], start: int, end: int) -> SimActivity:
+        # A new instance: the cached ground truth and bodies are computed per part.
+        web, app, engagement = streams
+        return SimActivity(
+            users=self.users,
+            advertisers=self.advertisers,
+            seed=self.seed,
+            start=start,
+            end=end,
+            interests=self.interests,
+            web=web,
+            app=app,
+            engagement=engagement,
+        )
+
     # --- what a server should report ------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
@@ -330,7 +416,7 @@ class SimActivity:
         per source (``web``: the pixel, ``app``) the ``pixel/event/stats/`` totals, and how
         many of its web and app events resolve to their user (``resolved``; ``click_only``
         more if the server also resolves clicks)."""
-        j = [a.id for a in self.advertisers].index(advertiser_id)
+        j = self._advertiser(advertiser_id)
         w, a = self.web.cols, self.app.cols
         on_w, on_a = w["adv"] == j, a["adv"] == j
         retries, copies = int((w["retry"] & on_w).sum()), int((w["pixel"] & on_w).sum())
@@ -388,7 +474,10 @@ class SimActivity:
         return list(self.bodies("engagement"))
 
 
-def event_ids(seed: int, prefix: str, m: int) -> pa.Array:
-    """``sim<seed>-<prefix><row>``: unique per stream and seed, the same whatever the times."""
-    rows = pc.cast(pa.array(np.arange(m, dtype=np.int64)), pa.string())
-    return pc.binary_join_element_wise(f"sim{seed}-{prefix}", rows, "")
+def event_ids(seed: int, prefix: str, rows: int | np.ndarray) -> pa.Array:
+    """``sim<seed>-<prefix><row>`` for rows ``0..rows-1`` (an int) or the given row numbers:
+    unique per stream and seed, the same whatever the times."""
+    if np.ndim(rows) == 0:
+        rows = np.arange(int(rows), dtype=np.int64)
+    text = pc.cast(pa.array(np.asarray(rows, dtype=np.int64)), pa.string())
+    return pc.binary_join_element_wise(f"sim{seed}-{prefix}", text, "")

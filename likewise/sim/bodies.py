@@ -24,7 +24,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from likewise.sim.activity import event_ids
 from likewise.sim.behaviour import CATEGORIES, MAX_EVENTS_PER_BODY, MAX_PIXEL_EVENTS_PER_BODY
 from likewise.sim.phones import fixed_width_strings
 from likewise.sim.users import _hex, _splitmix64, ground_truth_identifiers
@@ -266,7 +265,7 @@ class _Web:
             "event": _lookup(act.web.names, code),
             "event_time": pa.array(c["t"]),
             "timestamp": pc.cast(pa.array(c["t"]), pa.string()),
-            "event_id": event_ids(act.seed, "w", m),
+            "event_id": act.event_ids_of("web"),
             "ttp": ttp,
             "email": _where(c["email"], email),
             "phone": _where(c["phone"], _user_hashes(act, user, "phone_e164")),
@@ -385,7 +384,7 @@ def app_bodies(act: SimActivity) -> Iterator[dict[str, Any]]:
     cols = {
         "event": _lookup(act.app.names, code),
         "event_time": pa.array(c["t"]),
-        "event_id": event_ids(act.seed, "a", m),
+        "event_id": act.event_ids_of("app"),
         "gaid": _where(att == 0, device),
         "att_status": _lookup(_ATT_NAMES, att),
         "idfa": _where(att == 1, device),
@@ -458,7 +457,7 @@ def engagement_bodies(act: SimActivity) -> Iterator[dict[str, Any]]:
     cols = {
         "event": _lookup(s.names, c["code"]),
         "event_time": pa.array(c["t"]),
-        "event_id": event_ids(act.seed, "e", m),
+        "event_id": act.event_ids_of("engagement"),
         "user_id": act.users.column("user_id").take(pa.array(c["user"])).combine_chunks(),
         "advertiser_id": adv_id,
         "ad_id": _join("ad-", adv_id, "-", _digits(ad, 0, has_ad)),
