@@ -8,19 +8,22 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from likewise.engine.audiences import Audiences
 from likewise.engine.combined_audiences import CombinedAudiences
 from likewise.engine.jobs import JobRunner
+from likewise.engine.lookalike_audiences import LookalikeAudiences
 from likewise.engine.rule_audiences import RuleAudiences
 from likewise.engine.segments import Segments
 from likewise.engine.sources import EventSources
 from likewise.engine.uploads import Uploads
 from likewise.ingest.intake import EventIntake
+from likewise.lookalike.features import FeatureSnapshots
 from likewise.settings import Settings
 from likewise.store.bitmaps import BitmapStore
 from likewise.store.db import Database, migrate
+from likewise.store.features import FeatureStore, month_of
 from likewise.store.graph import PlatformGraph
 from likewise.store.tenants import Tenants
 
@@ -79,8 +82,29 @@ class Runtime:
             unwatch=self.events.unwatch,
         )
         self.events.on_live = self.rules.on_live
+        self.features = FeatureStore(
+            settings.data_dir / "features",
+            threads=settings.duckdb_threads,
+            memory_limit=settings.duckdb_memory_limit,
+        )
+        self.feature_snapshots = FeatureSnapshots(
+            self.features, self.graph, min_month=self._feature_min_month
+        )
+        self.lookalikes = LookalikeAudiences(
+            settings=settings,
+            db=self.db,
+            audiences=self.audiences,
+            snapshots=self.feature_snapshots,
+            merge_features=lambda: self.features.merge(min_month=self._feature_min_month()),
+            clock=clock,
+        )
         # Sources show ACTIVE once events are accepted (a write now and then, not per request).
         self.events.on_accepted = lambda ids: self.sources.record_activity(ids, clock())
+
+    def _feature_min_month(self) -> int:
+        """Features older than the event retention are dropped, as the events are."""
+        oldest = self.clock() - timedelta(days=self.settings.event_retention_days)
+        return month_of(oldest.replace(tzinfo=UTC).timestamp())
 
     def erase_users(self, ext_ids: list[str]) -> tuple[int, list[str]]:
         """Erase platform users everywhere: identity graph, audiences (at once), events."""
@@ -99,8 +123,10 @@ class Runtime:
         self.jobs.start()
         self.rules.start()
         self.combined.start()
+        self.lookalikes.start()
 
     def close(self) -> None:
+        self.lookalikes.stop()
         self.combined.stop()
         self.rules.stop()
         self.jobs.stop()

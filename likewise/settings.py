@@ -71,6 +71,37 @@ class Settings(BaseSettings):
         description="Keep auto-refresh rule audiences live: each usable event updates them "
         "within seconds. False: they are evaluated again every rule_refresh_seconds.",
     )
+    lookalike_narrow_share: float = Field(
+        default=0.02,
+        gt=0,
+        le=1,
+        description="Size of a NARROW lookalike: this share of the eligible users (in its "
+        "locations and OS, allowing personalised ads), the seed not counted.",
+    )
+    lookalike_balanced_share: float = Field(
+        default=0.05, gt=0, le=1, description="Size of a BALANCED lookalike (see NARROW)."
+    )
+    lookalike_broad_share: float = Field(
+        default=0.10, gt=0, le=1, description="Size of a BROAD lookalike (see NARROW)."
+    )
+    lookalike_holdout: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        description="Share of a lookalike's seed held out to measure its quality.",
+    )
+    lookalike_refresh_days: float = Field(
+        default=3.5,
+        gt=0,
+        description="Lookalikes applied to an active ad group are built again this often "
+        "(twice a week).",
+    )
+    feature_merge_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often new engagement is merged into the lookalike features (a "
+        "lookalike build merges first too).",
+    )
     job_workers: int = Field(default=2, description="Threads running audience jobs.")
     duckdb_threads: int = Field(default=2, description="Threads DuckDB may use for matching.")
     duckdb_memory_limit: str = Field(default="3GB", description="DuckDB memory limit.")

@@ -20,6 +20,7 @@ from likewise.api.routes import (
     events,
     events_sources,
     likewise_audience,
+    lookalike,
     pixel,
     segment,
 )
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for router in (
         events.router,
         pixel.router,
+        lookalike.router,
         custom_audience.router,
         segment.router,
         account.router,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 EXPIRY_WITHOUT_RETENTION = timedelta(days=365)  # 12 months without use or change
 EXPIRING_WINDOW = timedelta(days=60)
@@ -19,6 +20,7 @@ class Source(enum.StrEnum):
     SEGMENT = "SEGMENT"
     RULE = "RULE"  # website, app, lead, engagement, business account, shop, offline
     COMBINED = "COMBINED"  # Likewise's own: any or all of other audiences, minus others
+    LOOKALIKE = "LOOKALIKE"
 
     @property
     def display(self) -> str:
@@ -28,6 +30,7 @@ class Source(enum.StrEnum):
             "SEGMENT": "Partner",
             "RULE": "Rule Audience",  # the view names the kind (RULE_DISPLAY) when it knows it
             "COMBINED": "Combined Audience",
+            "LOOKALIKE": "Lookalike Audience",
         }[self.value]
 
 
@@ -99,6 +102,8 @@ class AudienceView:
     rule_type: str | None = None  # a rule audience's audience_type (PIXEL, APP, ...)
     auto_refresh: bool = False
     rule: str | None = None  # the definition of a rule or combined audience, as JSON text
+    lookalike_spec: dict[str, Any] | None = None  # TikTok's field names
+    lookalike_quality: dict[str, Any] | None = None  # the last build's quality report
 
     @property
     def display(self) -> str:

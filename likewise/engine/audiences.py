@@ -41,6 +41,7 @@ from likewise.store.models import (
     AudienceCombination,
     AudienceFile,
     AudienceHistory,
+    AudienceLookalike,
     AudienceRule,
     AudienceShare,
     AudienceVersion,
@@ -339,6 +340,12 @@ class Audiences:
                     "audience_sub_type can only be changed to REACH_FREQUENCY",
                     field="audience_sub_type",
                 )
+            if audience.source == Source.LOOKALIKE:
+                raise InvalidParameter(
+                    "a lookalike audience cannot be used in Reach & Frequency ad groups, so it "
+                    "cannot become REACH_FREQUENCY",
+                    field="audience_sub_type",
+                )
             with self.db.session() as s:
                 row = s.get(Audience, audience_id)
                 assert row is not None
@@ -550,6 +557,14 @@ class Audiences:
                 definition = json.dumps(
                     {"combination_spec": combination.spec}, separators=(",", ":")
                 )
+        lookalike = s.get(AudienceLookalike, a.id) if a.source == Source.LOOKALIKE else None
+        quality: dict[str, object] | None = None
+        if lookalike is not None:
+            quality = dict(lookalike.quality or {})
+            quality["built_time"] = (
+                lookalike.built_at.strftime("%Y-%m-%d %H:%M:%S") if lookalike.built_at else None
+            )
+            quality["refresh_stopped"] = lookalike.refresh_stopped or None
         return AudienceView(
             id=a.id,
             advertiser_id=viewer,
@@ -575,6 +590,8 @@ class Audiences:
             rule_type=rule.audience_type if rule is not None else None,
             auto_refresh=rule.auto_refresh if rule is not None else False,
             rule=definition,
+            lookalike_spec=dict(lookalike.spec) if lookalike is not None else None,
+            lookalike_quality=quality,
         )
 
     # --- delete ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any
 from pyroaring import BitMap
 
 from likewise.ingest.events import Window
+from likewise.ingest.features import FeatureFeed, fan_out
 from likewise.ingest.identity import EventResolver
 from likewise.ingest.live import LiveFeed, LiveView
 from likewise.ingest.processor import EventProcessor
@@ -27,6 +28,7 @@ from likewise.ingest.worker import EventWorker
 from likewise.settings import Settings
 from likewise.store.eventlog import EventLog
 from likewise.store.events import EventStore
+from likewise.store.features import FeatureStore
 from likewise.store.graph import PlatformGraph
 
 __all__ = ["EventIntake", "usable_events_sql"]
@@ -60,8 +62,12 @@ class EventIntake:
         # Live views when processing runs here; the worker has its own otherwise.
         self.feed = LiveFeed(self.store, graph, clock=clock)
         self._feed_lock = threading.Lock()  # the processing thread and callers of watch()
-        self.processor.on_usable = self._locked(self.feed.apply)
-        self.processor.on_erased = self._locked(lambda uids: self.feed.forget(BitMap(uids)))
+        # Lookalike features, from the same events (the worker has its own feed otherwise).
+        self.features = FeatureFeed(FeatureStore(settings.data_dir / "features"))
+        self.processor.on_usable = fan_out(self._locked(self.feed.apply), self.features.apply)
+        self.processor.on_erased = fan_out(
+            self._locked(lambda uids: self.feed.forget(BitMap(uids))), self.features.forget
+        )
         self.processor.on_tick = self._publish
         # Told which live views' members changed, with their members now.
         self.on_live: Callable[[dict[Hashable, BitMap]], None] | None = None
@@ -95,6 +101,7 @@ class EventIntake:
             )
             self.worker.start()
         else:
+            self.features.backfill(self.store)
             self.processor.start()
 
     # --- live views --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any
 
 from pyroaring import BitMap
 
+from likewise.ingest.features import FeatureFeed, fan_out
 from likewise.ingest.identity import EventResolver
 from likewise.ingest.live import LiveFeed, LiveView
 from likewise.ingest.processor import EventProcessor
@@ -39,6 +40,7 @@ from likewise.ingest.queries import EventQueries
 from likewise.settings import Settings
 from likewise.store.eventlog import SealedSegments
 from likewise.store.events import EventStore
+from likewise.store.features import FeatureStore
 from likewise.store.graph import PlatformGraph
 
 log = logging.getLogger(__name__)
@@ -192,8 +194,10 @@ def run(
         retention_days=settings.event_retention_days,
     )
     feed = LiveFeed(store, graph)
-    processor.on_usable = feed.apply
-    processor.on_erased = lambda uids: feed.forget(BitMap(uids))
+    features = FeatureFeed(FeatureStore(settings.data_dir / "features"))
+    features.backfill(store)
+    processor.on_usable = fan_out(feed.apply, features.apply)
+    processor.on_erased = fan_out(lambda uids: feed.forget(BitMap(uids)), features.forget)
     sent = 0
 
     def publish(command: str = "") -> int:

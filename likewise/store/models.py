@@ -125,6 +125,20 @@ class AudienceRule(Base):
     extended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
+class AudienceLookalike(Base):
+    """The definition of a lookalike audience and its last build's quality report."""
+
+    __tablename__ = "audience_lookalikes"
+
+    audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), primary_key=True)
+    seed_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # lookalike_spec, TikTok field names
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    built_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Why it no longer refreshes (its seed was deleted); empty while it does.
+    refresh_stopped: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
 class AudienceCombination(Base):
     """The definition of a combined audience (Likewise's own API): ``spec`` holds ``any_of``,
     ``all_of`` and ``exclude``, lists of audience ids (strings), as checked at creation."""

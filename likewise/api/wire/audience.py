@@ -117,7 +117,9 @@ def audience_details(v: AudienceView) -> dict[str, Any]:
         "audience_enhancement": v.audience_enhancement,
         "enhancement_status": None,
         "rule": v.rule,
-        "lookalike_spec": None,
+        "lookalike_spec": v.lookalike_spec,
+        # Likewise's own: how good the lookalike is, measured on a held-out part of its seed.
+        "lookalike_quality": v.lookalike_quality,
     }
 
 
@@ -138,3 +140,19 @@ def page_info(page: int, page_size: int, total: int) -> dict[str, int]:
         "total_number": total,
         "total_page": (total + page_size - 1) // page_size,
     }
+
+
+class LookalikeCreateRequest(WireModel):
+    """``lookalike_spec`` is read by ``domain.lookalike``, whose errors name the exact field."""
+
+    advertiser_id: IdStr
+    custom_audience_name: Name
+    lookalike_spec: dict[str, Any]
+    audience_sub_type: SubType = "NORMAL"
+
+
+class LookalikeIdsRequest(WireModel):
+    """``lookalike/update/`` (refresh) and ``lookalike/delete/``."""
+
+    advertiser_id: IdStr
+    custom_audience_ids: Annotated[list[IdStr], Field(min_length=1, max_length=100)]
