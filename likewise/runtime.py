@@ -88,20 +88,20 @@ class Runtime:
             memory_limit=settings.duckdb_memory_limit,
         )
         self.feature_snapshots = FeatureSnapshots(
-            self.features, self.graph, min_month=self._feature_min_month
+            self.features, self.graph, min_month=self.feature_min_month
         )
         self.lookalikes = LookalikeAudiences(
             settings=settings,
             db=self.db,
             audiences=self.audiences,
             snapshots=self.feature_snapshots,
-            merge_features=lambda: self.features.merge(min_month=self._feature_min_month()),
+            merge_features=lambda: self.features.merge(min_month=self.feature_min_month()),
             clock=clock,
         )
         # Sources show ACTIVE once events are accepted (a write now and then, not per request).
         self.events.on_accepted = lambda ids: self.sources.record_activity(ids, clock())
 
-    def _feature_min_month(self) -> int:
+    def feature_min_month(self) -> int:
         """Features older than the event retention are dropped, as the events are."""
         oldest = self.clock() - timedelta(days=self.settings.event_retention_days)
         return month_of(oldest.replace(tzinfo=UTC).timestamp())

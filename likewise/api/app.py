@@ -15,6 +15,7 @@ from likewise.api.routes import (
     account,
     admin,
     admin_engagement,
+    admin_lookalikes,
     admin_sources,
     custom_audience,
     events,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         admin.router,
         admin_sources.router,
         admin_engagement.router,
+        admin_lookalikes.router,
         events_sources.router,
         likewise_audience.router,
     ):

@@ -331,6 +331,45 @@ class LookalikeAudiences:
                 audience.error_msg = message
             self.audiences.history(s, audience.id, "FAILED", error[:500], msg=message)
 
+    # --- reading (admin API) ------------------------------------------------------------------
+
+    def describe(
+        self, *, audience_id: int | None = None, advertiser_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Lookalikes with their definition, status and last quality report (newest first)."""
+        with self.db.session() as s:
+            q = (
+                select(Audience, AudienceLookalike)
+                .join(AudienceLookalike, AudienceLookalike.audience_id == Audience.id)
+                .where(Audience.deleted.is_(False))
+                .order_by(Audience.id.desc())
+            )
+            if audience_id is not None:
+                q = q.where(Audience.id == audience_id)
+            if advertiser_id is not None:
+                q = q.where(Audience.advertiser_id == advertiser_id)
+            rows = s.execute(q).all()
+            out = []
+            for audience, row in rows:
+                out.append(
+                    {
+                        "audience_id": str(audience.id),
+                        "advertiser_id": str(audience.advertiser_id),
+                        "name": audience.name,
+                        "status": audience.status,
+                        "error_msg": audience.error_msg,
+                        "version": audience.version,
+                        "size": audience.matched_num,
+                        "lookalike_spec": dict(row.spec),
+                        "quality": row.quality,
+                        "built_at": row.built_at.isoformat() if row.built_at else None,
+                        "refresh_stopped": row.refresh_stopped or None,
+                    }
+                )
+        if audience_id is not None and not out:
+            raise NotFound(f"lookalike audience {audience_id} does not exist", field="audience_id")
+        return out
+
     # --- seeds deleted -----------------------------------------------------------------------
 
     def _on_change(self, audience_id: int) -> None:

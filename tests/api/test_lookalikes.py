@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from business_api_client.models import (
     DmpcustomAudiencelookalikecreateLookalikeSpec as LookalikeSpec,
 )
 from business_api_client.models import LookalikeCreateBody, LookalikeUpdateBody
+from business_api_client.tiktok_business.tiktok_exceptions import TiktokSDKError
 from pyroaring import BitMap
 
 from likewise.domain.locations import location_of_country
@@ -429,3 +431,223 @@ def test_refresh_and_delete(world: World) -> None:
         params={"advertiser_id": w.advertiser_id, "custom_audience_ids": f'["{audience_id}"]'},
     )
     assert listed["code"] != 0
+
+
+def _sdk_error(
+    w: World, name: str, spec: LookalikeSpec, token: str | None = None
+) -> tuple[int, str]:
+    """Create through the SDK; the error's (code, message) (the SDK raises on a non-zero code)."""
+    body = LookalikeCreateBody(
+        advertiser_id=w.advertiser_id if token is None else w.other_advertiser[0],
+        custom_audience_name=name,
+        lookalike_spec=spec,
+    )
+    with pytest.raises(TiktokSDKError) as caught:
+        w.api.dmp_custom_audience_lookalike_create(token or w.token, body=body)
+    found = re.match(r"Error Code: (\d+), message: (.*), request_id: ", str(caught.value), re.S)
+    assert found, caught.value
+    return int(found[1]), found[2]
+
+
+def _raw_create(w: World, spec: dict[str, Any], **body: Any) -> dict[str, Any]:
+    return w.server.call(
+        "POST",
+        "/dmp/custom_audience/lookalike/create/",
+        w.token,
+        json={
+            "advertiser_id": w.advertiser_id,
+            "custom_audience_name": "raw",
+            "lookalike_spec": spec,
+            **body,
+        },
+    )
+
+
+def _good(w: World) -> dict[str, Any]:
+    return {
+        "source_audience_id": w.file_seed,
+        "location_ids": [US],
+        "audience_size": "BROAD",
+        "include_source": False,
+        "mobile_os": "ALL",
+        "placements": ["TikTok"],
+    }
+
+
+def test_errors_through_the_sdk(world: World) -> None:
+    w = world
+    code, message = _sdk_error(w, "small", _spec(w.small_seed))
+    assert code == 40002 and "fewer than 100 usable members" in message, message
+    lal = _create(w, "a lookalike", _spec(w.file_seed))
+    code, message = _sdk_error(w, "of a lookalike", _spec(lal["custom_audience_id"]))
+    assert code == 40002 and "is a lookalike audience" in message, message
+    code, message = _sdk_error(w, "nowhere", _spec(w.file_seed, location_ids=["12345"]))
+    assert code == 40002 and "'12345' is not a supported location id" in message, message
+    code, message = _sdk_error(w, "unknown seed", _spec("6999999999999999999"))
+    assert code == 40002 and "does not exist" in message, message
+    # Another advertiser cannot seed from this advertiser's audience.
+    code, message = _sdk_error(w, "theirs", _spec(w.file_seed), token=w.other_advertiser[1])
+    assert code == 40002 and "is not shared with advertiser" in message, message
+    w.server.wait_jobs()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"audience_size": "HUGE"}, "audience_size"),
+        ({"audience_size": None}, "audience_size"),
+        ({"mobile_os": "WINDOWS"}, "mobile_os"),
+        ({"placements": ["Snapchat"]}, "placements"),
+        ({"placements": "TikTok"}, "placements"),
+        ({"include_source": None}, "include_source"),
+        ({"include_source": "maybe"}, "include_source"),
+        ({"location_ids": []}, "location_ids"),
+        ({"location_ids": None}, "location_ids"),
+        ({"location_ids": ["abc"]}, "location_ids"),
+        ({"source_audience_id": None}, "source_audience_id"),
+        ({"source_audience_id": "x1"}, "source_audience_id"),
+    ],
+)
+def test_bad_specs_are_refused_with_the_field(
+    world: World, change: dict[str, Any], field: str
+) -> None:
+    spec = {**_good(world), **change}
+    spec = {k: v for k, v in spec.items() if v is not None}
+    answer = _raw_create(world, spec)
+    assert answer["code"] == 40002, answer
+    assert field in answer["message"], answer
+
+
+def test_other_refusals(world: World) -> None:
+    w = world
+    assert _raw_create(w, _good(w), audience_sub_type="REACH_FREQUENCY")["code"] == 40002
+    assert _raw_create(w, "not an object")["code"] == 40002  # type: ignore[arg-type]
+    long_name = w.server.call(
+        "POST",
+        "/dmp/custom_audience/lookalike/create/",
+        w.token,
+        json={
+            "advertiser_id": w.advertiser_id,
+            "custom_audience_name": "x" * 129,
+            "lookalike_spec": _good(w),
+        },
+    )
+    assert long_name["code"] == 40002
+    # Spellings clients send are accepted: lower-case enums, include_source as text.
+    ok_answer = _raw_create(
+        w,
+        {
+            **_good(w),
+            "audience_size": "narrow",
+            "mobile_os": "ios",
+            "include_source": "true",
+            "placements": ["TopBuzz & BuzzVideo", "Pangle"],
+        },
+    )
+    assert ok_answer["code"] == 0, ok_answer
+    details = _wait_ready(
+        w.server, w.token, w.advertiser_id, ok_answer["data"]["custom_audience_id"]
+    )
+    assert details["lookalike_spec"]["placements"] == ["TopBuzz_BuzzVideo", "Pangle"]
+    assert details["lookalike_spec"]["audience_size"] == "NARROW"
+    # A lookalike cannot become REACH_FREQUENCY.
+    changed = w.server.call(
+        "POST",
+        "/dmp/custom_audience/update/",
+        w.token,
+        json={
+            "advertiser_id": w.advertiser_id,
+            "custom_audience_id": ok_answer["data"]["custom_audience_id"],
+            "audience_sub_type": "REACH_FREQUENCY",
+        },
+    )
+    assert changed["code"] == 40002 and "Reach & Frequency" in changed["message"]
+
+
+def test_update_and_delete_take_only_own_lookalikes(world: World) -> None:
+    w = world
+    for path in (
+        "/dmp/custom_audience/lookalike/update/",
+        "/dmp/custom_audience/lookalike/delete/",
+    ):
+        answer = w.server.call(
+            "POST",
+            path,
+            w.token,
+            json={"advertiser_id": w.advertiser_id, "custom_audience_ids": [w.file_seed]},
+        )
+        assert answer["code"] == 40002 and "is not a lookalike" in answer["message"], answer
+        lal = _create(w, "mine", _spec(w.file_seed))["custom_audience_id"]
+        other_id, other_token = w.other_advertiser
+        answer = w.server.call(
+            "POST",
+            path,
+            other_token,
+            json={"advertiser_id": other_id, "custom_audience_ids": [lal]},
+        )
+        assert answer["code"] == 40007, answer
+        # The other advertiser cannot read it either.
+        got = w.server.call(
+            "GET",
+            "/dmp/custom_audience/get/",
+            other_token,
+            params={"advertiser_id": other_id, "custom_audience_ids": f'["{lal}"]'},
+        )
+        assert got["code"] != 0 and not got["data"]
+    # Nothing was deleted by the refused calls.
+    assert w.server.details(w.token, w.advertiser_id, w.file_seed)["status"] == "READY"
+    w.server.wait_jobs()
+
+
+def test_deleted_seed_stops_refresh_with_a_message(world: World) -> None:
+    w = world
+    buyers = w.past.purchasers(w.advertiser_id)
+    seed = _customer_file_audience(w.server, w.token, w.advertiser_id, _email_file(w.users, buyers))
+    lal = _create(w, "orphan", _spec(seed))["custom_audience_id"]
+    _wait_ready(w.server, w.token, w.advertiser_id, lal)
+    members = _members(w, lal)
+    gone = w.server.call(
+        "POST",
+        "/dmp/custom_audience/delete/",
+        w.token,
+        json={"advertiser_id": w.advertiser_id, "custom_audience_ids": [seed]},
+    )
+    assert gone["code"] == 0
+    item = w.server.audience(w.token, w.advertiser_id, lal)
+    details = item["audience_details"]
+    assert details["is_valid"] and details["status"] == "READY"  # it keeps its members
+    assert "can no longer refresh" in details["lookalike_quality"]["refresh_stopped"]
+    assert item["audience_history"][0]["action"] == "SEED_DELETED"
+    refresh = w.server.call(
+        "POST",
+        "/dmp/custom_audience/lookalike/update/",
+        w.token,
+        json={"advertiser_id": w.advertiser_id, "custom_audience_ids": [lal]},
+    )
+    assert refresh["code"] == 40002 and "can no longer refresh" in refresh["message"]
+    assert _members(w, lal) == members
+    # Creating one from the deleted seed is refused.
+    code, message = _sdk_error(w, "from deleted", _spec(seed))
+    assert code == 40002 and "does not exist" in message
+
+
+def test_admin_api_shows_quality(world: World) -> None:
+    w = world
+    lal = _create(w, "for the operator", _spec(w.rule_seed))["custom_audience_id"]
+    _wait_ready(w.server, w.token, w.advertiser_id, lal)
+    one = w.server.admin("GET", f"/lookalikes/{lal}")["data"]
+    assert one["lookalike_spec"]["source_audience_id"] == w.rule_seed
+    quality = one["quality"]
+    assert {"seed_size", "held_out", "recall", "lift", "auc", "model", "models"} <= set(quality)
+    assert 0.5 < quality["auc"] <= 1.0 and quality["lift"] > 1.0
+    listed = w.server.admin("GET", "/lookalikes", params={"advertiser_id": w.advertiser_id})
+    assert lal in [x["audience_id"] for x in listed["data"]["list"]]
+    missing = httpx.get(
+        w.server.url + "/admin/v1/lookalikes/6999999999999999999",
+        headers={"X-Admin-Token": ADMIN_TOKEN},
+    ).json()
+    assert missing["code"] == 40007
+    features = w.server.admin("GET", "/features")["data"]
+    assert features["generation"] >= 1
+    merged = w.server.admin("POST", "/features/merge")["data"]
+    assert merged["pending_files"] == 0
