@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from likewise.domain.locations import location_of_country
 from likewise.errors import LikewiseError
 from likewise.settings import Settings
 
@@ -203,6 +204,66 @@ def _purchasers(
     return {"custom_audience_id": str(audience_id), "status": view.status.value, "members": size}
 
 
+LOOKALIKE = "Demo purchasers lookalike (BROAD)"
+
+
+def _lookalike(
+    http: httpx.Client,
+    base: str,
+    rt: Runtime,
+    advertiser_id: str,
+    token: str,
+    seed: dict[str, Any],
+    countries: list[str],
+) -> dict[str, Any]:
+    """A BROAD lookalike of the purchasers in the demo users' countries, made through
+    ``lookalike/create/`` (once: later runs refresh it): its id, size and quality."""
+    if seed["members"] < rt.settings.min_lookalike_seed:
+        return {"status": "NOT_CREATED", "msg": "too few purchasers to seed a lookalike"}
+    views, _ = rt.audiences.list(advertiser_id=int(advertiser_id), ids=None, page=1, page_size=100)
+    found = [v for v in views if v.name == LOOKALIKE]
+    headers = {"Access-Token": token}
+    if found:
+        audience_id = found[0].id
+        _ok(
+            http.post(
+                f"{base}/open_api/v1.3/dmp/custom_audience/lookalike/update/",
+                headers=headers,
+                json={"advertiser_id": advertiser_id, "custom_audience_ids": [str(audience_id)]},
+            )
+        )
+    else:
+        locations = [c.location_id for c in map(location_of_country, countries) if c is not None]
+        data = _ok(
+            http.post(
+                f"{base}/open_api/v1.3/dmp/custom_audience/lookalike/create/",
+                headers=headers,
+                json={
+                    "advertiser_id": advertiser_id,
+                    "custom_audience_name": LOOKALIKE,
+                    "lookalike_spec": {
+                        "source_audience_id": seed["custom_audience_id"],
+                        "location_ids": locations,
+                        "audience_size": "BROAD",
+                        "include_source": False,
+                        "mobile_os": "ALL",
+                        "placements": ["TikTok"],
+                    },
+                },
+            )
+        )
+        audience_id = int(data["custom_audience_id"])
+    rt.jobs.wait_idle(600)
+    [view] = rt.audiences.get(advertiser_id=int(advertiser_id), ids=[audience_id], history_size=0)
+    quality = view.lookalike_quality or {}
+    return {
+        "custom_audience_id": str(audience_id),
+        "status": view.status.value,
+        "members": len(rt.audiences.current_members(audience_id)),
+        "quality": {k: quality.get(k) for k in ("model", "recall", "lift", "auc", "held_out")},
+    }
+
+
 def _ok(response: httpx.Response) -> dict[str, Any]:
     """The answer's ``data``, or a readable error (the CLI prints one line, not a traceback)."""
     try:
@@ -309,6 +370,8 @@ def replay_demo(
         sent = replay(activity, base, access_token=token, admin_token=admin_token, client=http)
         rt.events.flush()  # processed, deduplicated and resolved before the numbers are read
         rule_audience = _purchasers(http, base, rt, advertiser_id, token, sources["pixel_id"])
+        countries = sorted({c for c in users.column("country").to_pylist() if c})
+        lookalike = _lookalike(http, base, rt, advertiser_id, token, rule_audience, countries)
     start = datetime.fromtimestamp(activity.start, UTC)
     end = datetime.fromtimestamp(activity.end, UTC)
     stored: dict[str, Any] = {}
@@ -330,6 +393,7 @@ def replay_demo(
         "account_id": DEMO_ACCOUNT,
         "events_replayed": sum(s.accepted for s in sent.values()),
         "rule_audience": rule_audience,
+        "lookalike_audience": lookalike,
         "replay": {
             "start": start.isoformat(),
             "end": end.isoformat(),

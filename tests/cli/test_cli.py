@@ -165,6 +165,12 @@ def test_demo_replays_web_and_app_events(demo_run: tuple[Path, dict[str, Any], s
     # A website audience of the replay's purchasers, made through rule/create/.
     rule = info["rule_audience"]
     assert rule["status"] == "READY" and rule["members"] > 0, rule
+    # A lookalike of them when they are enough to seed one (100), made through lookalike/create/.
+    lookalike = info["lookalike_audience"]
+    if rule["members"] >= 100:
+        assert lookalike["status"] == "READY" and lookalike["members"] > 0, lookalike
+    else:
+        assert lookalike["status"] == "NOT_CREATED", lookalike
     assert expected["web"]["deduplicated"] > 0 and expected["web"]["merged"] > 0
     low = expected["resolved"]
     assert 0 < low <= stored["resolved"] <= low + expected["click_only"]
