@@ -26,6 +26,7 @@ from likewise.store.db import Database, migrate
 from likewise.store.features import FeatureStore, month_of
 from likewise.store.graph import PlatformGraph
 from likewise.store.tenants import Tenants
+from likewise.targeting.ad_groups import AdGroups
 
 
 def utc_now() -> datetime:
@@ -98,6 +99,9 @@ class Runtime:
             merge_features=lambda: self.features.merge(min_month=self.feature_min_month()),
             clock=clock,
         )
+        # Ad groups: lookalikes applied to an active one refresh twice a week.
+        self.ad_groups = AdGroups(db=self.db, audiences=self.audiences, clock=clock)
+        self.lookalikes.in_use = self.ad_groups.in_use
         # Sources show ACTIVE once events are accepted (a write now and then, not per request).
         self.events.on_accepted = lambda ids: self.sources.record_activity(ids, clock())
 

@@ -75,6 +75,15 @@ class Server:
         assert set(body) == {"code", "message", "request_id", "data"}, body
         return body  # type: ignore[no-any-return]
 
+    def likewise(self, method: str, path: str, token: str | None, **kw: Any) -> dict[str, Any]:
+        """Likewise's own advertiser API under ``/likewise/v1`` (same envelope)."""
+        headers = {"Access-Token": token} if token else {}
+        r = httpx.request(
+            method, self.url + "/likewise/v1" + path, headers=headers, timeout=120, **kw
+        )
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
     def upload(
         self,
         token: str,

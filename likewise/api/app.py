@@ -13,10 +13,12 @@ from likewise.api import errors
 from likewise.api.envelope import EnvelopeResponse, ok
 from likewise.api.routes import (
     account,
+    adgroup,
     admin,
     admin_engagement,
     admin_lookalikes,
     admin_sources,
+    apply,
     custom_audience,
     events,
     events_sources,
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         events.router,
         pixel.router,
         lookalike.router,
+        apply.router,
         custom_audience.router,
         segment.router,
         account.router,
@@ -73,6 +76,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         admin_lookalikes.router,
         events_sources.router,
         likewise_audience.router,
+        adgroup.router,
     ):
         app.include_router(router)
 

@@ -79,6 +79,9 @@ class Audiences:
         self._live: dict[int, BitMap] = {}
         self._deleted: set[int] = set()  # deleted here: late live publications are ignored
         self._listeners: list[Callable[[int], None]] = []
+        # Checks before a delete (in its session): each raises to refuse it (e.g. an audience
+        # still applied to an ad group).
+        self.delete_guards: list[Callable[[Session, list[int]], None]] = []
         jobs.register(MATCH_FILES, self._run_match, self._match_failed)
 
     def add_listener(self, listener: Callable[[int], None]) -> None:
@@ -460,6 +463,28 @@ class Audiences:
         """Members who may be targeted and counted: consent and erasure applied."""
         return self._latest(audience) - self.graph.excluded()
 
+    def usable(self, audience: Audience) -> tuple[bool, str]:
+        """Whether the audience may be targeted now (``is_valid``), and why not."""
+        life = Lifecycle(
+            audience.created_at,
+            audience.modified_at,
+            audience.last_used_at,
+            audience.retention_in_days,
+        )
+        reachable = (
+            self._latest(audience).difference_cardinality(self.graph.excluded())
+            if audience.status == Status.READY
+            else 0
+        )
+        is_valid, _, msg = validity(
+            status=Status(audience.status),
+            reachable=reachable,
+            min_size=self.settings.min_audience_size,
+            expired=life.is_expired(self.clock()),
+            error_msg=audience.error_msg,
+        )
+        return is_valid, msg
+
     def _owned(self, advertiser_id: int, audience_id: int) -> Audience:
         with self.db.session() as s:
             audience = s.get(Audience, audience_id)
@@ -607,6 +632,8 @@ class Audiences:
                         f"custom audience {audience_id} does not exist", field="custom_audience_ids"
                     )
                 rows.append(a)
+            for guard in self.delete_guards:
+                guard(s, ids)
             for a in rows:
                 a.deleted = True
                 a.modified_at = self.clock()

@@ -240,3 +240,44 @@ class EventSource(Base):
     # what pixel/list reports as activity_status.
     last_event_at: Mapped[datetime | None] = mapped_column(DateTime)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+
+
+class AdGroup(Base):
+    """An advertiser's ad group: status and targeting (TikTok's field names, as JSON)."""
+
+    __tablename__ = "ad_groups"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    advertiser_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    name: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))
+    reach_frequency: Mapped[bool] = mapped_column(Boolean, default=False)
+    targeting: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    modified_at: Mapped[datetime] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AdGroupAudience(Base):
+    """An audience applied to an ad group, included or excluded (never both)."""
+
+    __tablename__ = "ad_group_audiences"
+
+    ad_group_id: Mapped[int] = mapped_column(ForeignKey("ad_groups.id"), primary_key=True)
+    audience_id: Mapped[int] = mapped_column(ForeignKey("audiences.id"), primary_key=True)
+    usage_mode: Mapped[str] = mapped_column(String(16))
+
+
+class ApplyLog(Base):
+    """``apply/log/``: every Apply and Disconnect of an audience."""
+
+    __tablename__ = "audience_apply_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    audience_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    ad_group_id: Mapped[int] = mapped_column(BigInteger)
+    advertiser_id: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(16))  # APPLY | DISCONNECT
+    usage_mode: Mapped[str] = mapped_column(String(16))
+    editor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime)

@@ -156,3 +156,19 @@ class LookalikeIdsRequest(WireModel):
 
     advertiser_id: IdStr
     custom_audience_ids: Annotated[list[IdStr], Field(min_length=1, max_length=100)]
+
+
+class ApplyRequest(WireModel):
+    advertiser_id: IdStr
+    custom_audience_id: IdStr
+    adgroup_ids: Annotated[list[IdStr], Field(min_length=1, max_length=100)]
+    action_mode: Literal["Apply", "Disconnect", "APPLY", "DISCONNECT"]
+    usage_mode: Literal["Include", "Exclude", "INCLUDE", "EXCLUDE"] | None = None
+
+
+class ApplyLogRequest(WireModel):
+    advertiser_id: IdStr
+    custom_audience_ids: Annotated[list[IdStr], Field(min_length=1, max_length=100)]
+    page: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    page_size: Annotated[int, Field(ge=1, le=100)] = 10
+    timezone: str | None = None

@@ -1,0 +1,1 @@
+"""Using audiences: ad groups, include and exclude, membership serving, sharing, overlap."""
