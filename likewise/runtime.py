@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from pyroaring import BitMap
+
 from likewise.engine.audiences import Audiences
 from likewise.engine.combined_audiences import CombinedAudiences
 from likewise.engine.jobs import JobRunner
@@ -24,7 +26,7 @@ from likewise.settings import Settings
 from likewise.store.bitmaps import BitmapStore
 from likewise.store.db import Database, migrate
 from likewise.store.features import FeatureStore, month_of
-from likewise.store.graph import PlatformGraph
+from likewise.store.graph import GraphBusy, PlatformGraph
 from likewise.store.tenants import Tenants
 from likewise.targeting.ad_groups import AdGroups
 
@@ -96,7 +98,7 @@ class Runtime:
             db=self.db,
             audiences=self.audiences,
             snapshots=self.feature_snapshots,
-            merge_features=lambda: self.features.merge(min_month=self.feature_min_month()),
+            merge_features=self.merge_features,
             clock=clock,
         )
         # Ad groups: lookalikes applied to an active one refresh twice a week.
@@ -104,6 +106,14 @@ class Runtime:
         self.lookalikes.in_use = self.ad_groups.in_use
         # Sources show ACTIVE once events are accepted (a write now and then, not per request).
         self.events.on_accepted = lambda ids: self.sources.record_activity(ids, clock())
+
+    def merge_features(self) -> int:
+        """Merge new engagement into the lookalike features; returns the generation."""
+        try:
+            gone = self.graph.erased(wait_seconds=5)
+        except GraphBusy:  # an import holds the graph: the erasure files still apply
+            gone = BitMap()
+        return self.features.merge(min_month=self.feature_min_month(), forget=gone)
 
     def feature_min_month(self) -> int:
         """Features older than the event retention are dropped, as the events are."""

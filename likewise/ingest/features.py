@@ -126,13 +126,13 @@ class FeatureFeed:
         source = store.sql_source()
         if source is not None:
             with store.state() as con:
-                reader = con.execute(
+                reader = con.sql(
                     f"""SELECT {", ".join(COLUMNS)} FROM ({usable_rows_sql(source)})
                     WHERE channel = '{CHANNEL}'"""
-                ).fetch_record_batch(1 << 20)
+                ).to_arrow_reader(1 << 20)
                 for batch in reader:
                     rows = feature_rows(pa.Table.from_batches([batch]))
-                    self.features.append(rows)
+                    self.features.stage(rows)
                     added += rows.num_rows
         self.features.mark_backfilled()
         if added:

@@ -25,6 +25,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +33,14 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyroaring import BitMap
 
 DELTA_SCHEMA = pa.schema(
     [("uid", pa.uint32()), ("item", pa.string()), ("month", pa.int32()), ("w", pa.float32())]
 )
 MANIFEST = "manifest.json"
 BACKFILLED = "backfilled"  # marker: the events stored before features existed were read
+STAGING = "backfill"  # a backfill's rows until it is complete
 
 
 def month_of(seconds: float) -> int:
@@ -88,11 +91,46 @@ class FeatureStore:
             os.fsync(fh.fileno())
         tmp.replace(folder / name)
 
+    # A backfill is staged whole, then marked done, then published: a crash before the mark
+    # redoes it from scratch (nothing of it was merged), a crash after only publishes the rest.
+
     def backfilled(self) -> bool:
-        return (self.folder / BACKFILLED).exists()
+        """Whether the events stored before the feature store were read (a staged backfill
+        left by a crash is published here)."""
+        staging = self.folder / STAGING
+        if not (self.folder / BACKFILLED).exists():
+            if staging.exists():
+                for p in staging.iterdir():
+                    p.unlink()
+                staging.rmdir()
+            return False
+        if staging.exists():
+            self._publish_staged()
+        return True
+
+    def stage(self, rows: pa.Table) -> None:
+        """Part of a backfill: kept apart until :meth:`mark_backfilled`."""
+        if rows.num_rows:
+            staging = self.folder / STAGING
+            staging.mkdir(exist_ok=True)
+            self._write(staging, rows.cast(DELTA_SCHEMA))
 
     def mark_backfilled(self) -> None:
-        (self.folder / BACKFILLED).touch()
+        marker = self.folder / BACKFILLED
+        marker.touch()
+        with open(marker, "rb") as fh:
+            os.fsync(fh.fileno())
+        self._publish_staged()
+
+    def _publish_staged(self) -> None:
+        staging = self.folder / STAGING
+        if not staging.exists():
+            return
+        for p in staging.glob("*.parquet"):
+            p.replace(self.folder / "delta" / p.name)
+        for p in staging.iterdir():  # a half-written .tmp
+            p.unlink()
+        staging.rmdir()
 
     # --- merging (the server) ---------------------------------------------------------------
 
@@ -117,10 +155,12 @@ class FeatureStore:
             if p.name not in consumed
         )
 
-    def merge(self, *, min_month: int | None = None) -> int:
+    def merge(self, *, min_month: int | None = None, forget: Collection[int] = ()) -> int:
         """Fold pending deltas and erasures into a new base, dropping months before
-        ``min_month`` (retention); returns the generation now current. Nothing pending and
-        nothing to drop: the base stays as it is."""
+        ``min_month`` (retention) and the users in ``forget`` (erased users, as the platform
+        graph knows them: a safety net for rows that arrive after their erasure file was
+        merged); returns the generation now current. Nothing pending and nothing to drop: the
+        base stays as it is."""
         with self._merge_lock:
             manifest = self._manifest()
             generation = int(manifest["generation"])  # type: ignore[call-overload]
@@ -129,8 +169,10 @@ class FeatureStore:
                 for p in (self.folder / sub).glob("*.parquet"):
                     if p.name in consumed:
                         p.unlink(missing_ok=True)
-            deltas = sorted((self.folder / "delta").glob("*.parquet"))
+            # Erasures first: the rows of a user erased since are then all listed too (the
+            # event processing appends them before it appends the erasure).
             erased = sorted((self.folder / "erased").glob("*.parquet"))
+            deltas = sorted((self.folder / "delta").glob("*.parquet"))
             base = self.folder / f"base-{generation}.parquet"
             stale = (
                 min_month is not None
@@ -138,18 +180,39 @@ class FeatureStore:
                 and self._oldest_month(base) is not None
                 and self._oldest_month(base) < min_month  # type: ignore[operator]
             )
+            gone = BitMap(forget)
+            if gone and base.exists() and not deltas and not erased and not stale:
+                stale = self._holds_any(base, gone)
             if not deltas and not erased and not stale:
                 return generation
             new = generation + 1
-            self._write_generation(new, base if base.exists() else None, deltas, erased, min_month)
+            self._write_generation(
+                new, base if base.exists() else None, deltas, erased, min_month, gone
+            )
             self._publish_manifest(
                 {"generation": new, "consumed": [p.name for p in deltas + erased]}
             )
             for p in deltas + erased:
                 p.unlink(missing_ok=True)
-            for old in (f"base-{generation}.parquet", f"items-{generation}.parquet"):
-                (self.folder / old).unlink(missing_ok=True)
+            # Every older generation, also one left by a merge that died after its manifest
+            # (it may hold erased users).
+            current = (f"base-{new}.parquet", f"items-{new}.parquet")
+            for old in [*self.folder.glob("base-*.parquet"), *self.folder.glob("items-*.parquet")]:
+                if old.name not in current:
+                    old.unlink(missing_ok=True)
             return new
+
+    def _holds_any(self, base: Path, uids: BitMap) -> bool:
+        con = duckdb.connect(config={"threads": self.threads})
+        try:
+            con.register("gone", pa.table({"uid": pa.array(uids.to_array(), pa.uint32())}))
+            row = con.execute(
+                f"SELECT count(*) FROM read_parquet('{_q(base)}') WHERE uid IN "
+                "(SELECT uid FROM gone)"
+            ).fetchone()
+        finally:
+            con.close()
+        return bool(row and row[0])
 
     def _oldest_month(self, base: Path) -> int | None:
         con = duckdb.connect(config={"threads": self.threads})
@@ -166,6 +229,7 @@ class FeatureStore:
         deltas: list[Path],
         erased: list[Path],
         min_month: int | None,
+        forget: BitMap | None = None,
     ) -> None:
         con = duckdb.connect(config={"threads": self.threads, "memory_limit": self.memory_limit})
         try:
@@ -200,6 +264,9 @@ class FeatureStore:
             if erased:
                 files = ", ".join(f"'{_q(p)}'" for p in erased)
                 where.append(f"uid NOT IN (SELECT uid FROM read_parquet([{files}]))")
+            if forget:
+                con.register("forget", pa.table({"uid": pa.array(forget.to_array(), pa.uint32())}))
+                where.append("uid NOT IN (SELECT uid FROM forget)")
             union = (
                 " UNION ALL ".join(parts)
                 if parts
@@ -240,6 +307,10 @@ class FeatureStore:
 
     def read(self, *, min_month: int | None = None) -> FeatureMatrix:
         """The merged weights summed over months (from ``min_month``), per user and item."""
+        with self._merge_lock:  # a merge meanwhile would delete the files being read
+            return self._read(min_month)
+
+    def _read(self, min_month: int | None) -> FeatureMatrix:
         generation = self.generation
         base = self.folder / f"base-{generation}.parquet"
         items_file = self.folder / f"items-{generation}.parquet"

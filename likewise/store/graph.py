@@ -136,6 +136,12 @@ class PlatformGraph:
             self._excluded = cached
         return cached[1]
 
+    def erased(self, *, wait_seconds: float = 600.0) -> BitMap:
+        """Users erased (their uids are never reused)."""
+        with self.connect(wait_seconds=wait_seconds) as con:
+            uids = con.execute("SELECT uid FROM users WHERE erased ORDER BY uid").fetchnumpy()
+        return BitMap(uids["uid"])
+
     def write_excluded(self, con: duckdb.DuckDBPyConnection) -> None:
         uids = con.execute(
             "SELECT uid FROM users WHERE erased OR NOT personalized_ads ORDER BY uid"

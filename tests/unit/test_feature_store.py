@@ -5,6 +5,8 @@ and the feature rows engagement events make."""
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,8 @@ def delta(*rows: tuple[int, str, int, float]) -> pa.Table:
 def weights(store: FeatureStore, *, min_month: int | None = None) -> dict[tuple[int, str], float]:
     """Merged weights per ``(uid, item)``, summed over months."""
     m = store.read(min_month=min_month)
-    assert len(m.uid) == len(m.item) == len(m.w)
-    got = {(int(u), m.items[i]): round(float(w), 4) for u, i, w in zip(m.uid, m.item, m.w)}
+    rows = zip(m.uid, m.item, m.w, strict=True)
+    got = {(int(u), m.items[i]): round(float(w), 4) for u, i, w in rows}
     assert len(got) == len(m.uid), "one row per user and item"
     return got
 
@@ -256,6 +258,37 @@ def test_only_the_newest_generation_stays_on_disk(store: FeatureStore) -> None:
     ]
 
 
+def test_reading_while_merging(store: FeatureStore) -> None:
+    """Lookalike builds read while the background merges: a read sees one whole generation
+    (a merge never deletes the files under it)."""
+    store.append(delta((0, "category:a", M0, 1.0)))
+    store.merge()
+    stop = threading.Event()
+
+    def merge() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            store.append(delta((i % 7, f"category:{i % 3}", M0, 1.0)))
+            store.merge()
+
+    merger = threading.Thread(target=merge)
+    merger.start()
+    try:
+        reads = []
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            m = store.read()
+            reads.append(m.generation)
+            # Every generation added exactly one row of weight 1.
+            assert float(m.w.sum()) == m.generation
+            assert set(m.items) <= {"category:a", "category:0", "category:1", "category:2"}
+    finally:
+        stop.set()
+        merger.join()
+    assert len(set(reads)) > 1, "the merges ran while reading"
+
+
 # --- months -------------------------------------------------------------------------------
 
 
@@ -301,9 +334,7 @@ def events(*rows: dict[str, object]) -> pa.Table:
 def made(table: pa.Table) -> list[tuple[int, str, int, float]]:
     out = feature_rows(table)
     assert out.schema == DELTA_SCHEMA
-    return sorted(
-        (r["uid"], r["item"], r["month"], round(r["w"], 4)) for r in out.to_pylist()
-    )
+    return sorted((r["uid"], r["item"], r["month"], round(r["w"], 4)) for r in out.to_pylist())
 
 
 def test_feature_rows_of_engagement(tmp_path: Path) -> None:
@@ -336,8 +367,8 @@ def test_feature_rows_of_engagement(tmp_path: Path) -> None:
         (1, "creator:c1", 683, WEIGHTS["like"]),
         (2, "category:food", 682, WEIGHTS["share"]),
         (2, "category:food", 683, WEIGHTS["comment"]),
-        (3, "account:acct-3", 683, WEIGHTS["follow"]),
         (3, "account:acct-3", 683, WEIGHTS["profile_visit"]),
+        (3, "account:acct-3", 683, WEIGHTS["follow"]),
         (4, "creator:c9", 683, WEIGHTS["live_view"]),
     ]
     # Through the store: summed per user and item.
@@ -397,3 +428,42 @@ def test_feature_rows_of_nothing() -> None:
     assert made(pa.table(base)) == []  # no item column at all
     # Some item columns and no play depth: the others still count.
     assert made(pa.table({**base, "account_id": ["a"]})) == [(1, "account:a", 683, 2.0)]
+
+
+# --- backfill staging and erased users known to the graph -----------------------------------
+
+
+def test_a_backfill_counts_once_whatever_the_crash(store: FeatureStore) -> None:
+    # Crash before it was marked done: the staged rows are dropped and it starts again.
+    store.stage(delta((1, "category:pets", M0, 1.0)))
+    assert store.merge() == 0 and weights(store) == {}  # staged rows are not merged
+    assert not store.backfilled()
+    assert not (store.folder / "backfill").exists()
+    # Done: staged rows become deltas.
+    store.stage(delta((1, "category:pets", M0, 1.0)))
+    store.stage(delta((2, "category:pets", M0, 2.0)))
+    store.mark_backfilled()
+    assert store.backfilled()
+    store.merge()
+    assert weights(store) == {(1, "category:pets"): 1.0, (2, "category:pets"): 2.0}
+
+
+def test_a_backfill_marked_but_not_published_is_published_once(store: FeatureStore) -> None:
+    store.stage(delta((3, "creator:c9", M0, 4.0)))
+    (store.folder / "backfilled").touch()  # marked, then the process died before moving
+    assert store.backfilled()  # publishes what was staged
+    assert store.backfilled()
+    store.merge()
+    assert weights(store) == {(3, "creator:c9"): 4.0}
+
+
+def test_merge_forgets_users_the_graph_knows_are_erased(store: FeatureStore) -> None:
+    store.append(delta((1, "category:pets", M0, 1.0), (2, "category:pets", M0, 2.0)))
+    generation = store.merge()
+    assert store.merge(forget=[7]) == generation  # nobody to forget: nothing rewritten
+    assert store.merge(forget=[1]) == generation + 1
+    assert weights(store) == {(2, "category:pets"): 2.0}
+    # Rows of an erased user arriving late (after their erasure file was merged) go too.
+    store.append(delta((1, "category:pets", M0, 5.0), (2, "category:pets", M0, 1.0)))
+    store.merge(forget=[1])
+    assert weights(store) == {(2, "category:pets"): 3.0}

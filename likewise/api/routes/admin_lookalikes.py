@@ -38,5 +38,5 @@ def merge_features(runtime: RuntimeDep) -> EnvelopeResponse:
     """Merge new engagement into the features now (otherwise every
     ``LIKEWISE_FEATURE_MERGE_SECONDS``)."""
     runtime.events.flush()
-    generation = runtime.features.merge(min_month=runtime.feature_min_month())
+    generation = runtime.merge_features()
     return ok({"generation": generation, "pending_files": runtime.features.pending()})
