@@ -29,6 +29,10 @@ from likewise.store.features import FeatureStore, month_of
 from likewise.store.graph import GraphBusy, PlatformGraph
 from likewise.store.tenants import Tenants
 from likewise.targeting.ad_groups import AdGroups
+from likewise.targeting.insights import Insights
+from likewise.targeting.saved_audiences import SavedAudiences
+from likewise.targeting.serving import MembershipServer
+from likewise.targeting.sharing import Sharing
 
 
 def utc_now() -> datetime:
@@ -104,6 +108,17 @@ class Runtime:
         # Ad groups: lookalikes applied to an active one refresh twice a week.
         self.ad_groups = AdGroups(db=self.db, audiences=self.audiences, clock=clock)
         self.lookalikes.in_use = self.ad_groups.in_use
+        self.sharing = Sharing(
+            db=self.db, audiences=self.audiences, ad_groups=self.ad_groups, clock=clock
+        )
+        # What the operator's ad server asks on every request.
+        self.serving = MembershipServer(
+            audiences=self.audiences, ad_groups=self.ad_groups, graph=self.graph
+        )
+        self.insights = Insights(
+            audiences=self.audiences, ad_groups=self.ad_groups, serving=self.serving
+        )
+        self.saved_audiences = SavedAudiences(db=self.db, audiences=self.audiences, clock=clock)
         # Sources show ACTIVE once events are accepted (a write now and then, not per request).
         self.events.on_accepted = lambda ids: self.sources.record_activity(ids, clock())
 
@@ -138,8 +153,10 @@ class Runtime:
         self.rules.start()
         self.combined.start()
         self.lookalikes.start()
+        self.serving.start()
 
     def close(self) -> None:
+        self.serving.stop()
         self.lookalikes.stop()
         self.combined.stop()
         self.rules.stop()

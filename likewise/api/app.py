@@ -17,15 +17,18 @@ from likewise.api.routes import (
     admin,
     admin_engagement,
     admin_lookalikes,
+    admin_serving,
     admin_sources,
     apply,
     custom_audience,
     events,
     events_sources,
+    insights,
     likewise_audience,
     lookalike,
     pixel,
     segment,
+    share,
 )
 from likewise.runtime import Runtime
 from likewise.settings import Settings
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         pixel.router,
         lookalike.router,
         apply.router,
+        share.router,
         custom_audience.router,
         segment.router,
         account.router,
@@ -74,9 +78,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         admin_sources.router,
         admin_engagement.router,
         admin_lookalikes.router,
+        admin_serving.router,
         events_sources.router,
         likewise_audience.router,
         adgroup.router,
+        insights.router,
+        insights.likewise_router,
     ):
         app.include_router(router)
 

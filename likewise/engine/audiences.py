@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from pyroaring import BitMap
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, event, func, or_, select
 from sqlalchemy.orm import Session
 
 from likewise.domain.audience import (
@@ -270,8 +270,10 @@ class Audiences:
             self._cache[(audience.id, version)] = members
         if supersede_live:
             self._live.pop(audience.id, None)  # the stored version is now the newest
-        # After the caller's commit would be cleaner; listeners read members, not rows.
-        self._changed(audience.id)
+        # Listeners hear of it once the caller commits: then they read the new version (and
+        # the status set with it); a rollback tells them nothing.
+        audience_id = audience.id
+        event.listen(s, "after_commit", lambda _s: self._changed(audience_id), once=True)
 
     def publish_live(self, audience_id: int, members: BitMap) -> None:
         """Make ``members`` the audience's membership now, ahead of its next stored version

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +68,9 @@ class PlatformGraph:
         self.memory_limit = memory_limit
         self._write_lock = threading.Lock()
         self._excluded: tuple[float, BitMap] | None = None
+        # Told when this process changed who is excluded (consent, erasure, an import);
+        # changes by another process are seen through the file (excluded_file).
+        self.excluded_listeners: list[Callable[[], None]] = []
 
     def change_mark(self) -> int:
         """A number that changes when the graph's files do (its database and write-ahead log):
@@ -150,6 +153,8 @@ class PlatformGraph:
         tmp = self.excluded_file.with_suffix(".tmp")
         tmp.write_bytes(bitmap.serialize())
         tmp.replace(self.excluded_file)
+        for listener in self.excluded_listeners:
+            listener()
 
     def match(self, key_files: list[Path]) -> MatchResult:
         """Users matched by the keys in these parquet files ``(row_no, k, kmask)``."""

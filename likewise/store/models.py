@@ -281,3 +281,29 @@ class ApplyLog(Base):
     usage_mode: Mapped[str] = mapped_column(String(16))
     editor: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ShareLog(Base):
+    """``share/log/``: every share and cancellation of an audience."""
+
+    __tablename__ = "audience_share_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    audience_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    owner_id: Mapped[int] = mapped_column(BigInteger)
+    advertiser_id: Mapped[int] = mapped_column(BigInteger)  # shared with
+    action: Mapped[str] = mapped_column(String(16))  # SHARE | CANCEL
+    at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SavedAudience(Base):
+    """``dmp/saved_audience/*``: a saved targeting bundle (TikTok's field names, as JSON)."""
+
+    __tablename__ = "saved_audiences"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    advertiser_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    name: Mapped[str] = mapped_column(String(512))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -172,3 +172,20 @@ class ApplyLogRequest(WireModel):
     page: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     page_size: Annotated[int, Field(ge=1, le=100)] = 10
     timezone: str | None = None
+
+
+class ShareRequest(WireModel):
+    advertiser_id: IdStr
+    custom_audience_ids: Annotated[list[IdStr], Field(min_length=1, max_length=10)]
+    shared_advertiser_ids: Annotated[list[IdStr], Field(min_length=1, max_length=10)]
+
+
+class ShareCancelRequest(WireModel):
+    advertiser_id: IdStr
+    custom_audience_id: IdStr
+    shared_advertiser_id: IdStr
+
+
+class ShareLogRequest(WireModel):
+    advertiser_id: IdStr
+    custom_audience_id: IdStr
