@@ -15,3 +15,9 @@ OK = orjson.dumps({"code": 0, "message": "OK", "request_id": "bare", "data": {}}
 async def track(request: Request) -> Response:
     orjson.loads(await request.body())
     return Response(OK, media_type="application/json")
+
+
+@app.get("/admin/v1/serving/adgroups")
+async def serving(uid: int) -> Response:
+    """The serving benchmark's floor: a query parameter in, a constant envelope out."""
+    return Response(OK, media_type="application/json")

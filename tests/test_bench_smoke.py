@@ -66,3 +66,71 @@ def test_rules_live_benchmark_smoke() -> None:
     live = out["live"]
     assert live["failed_requests"] == 0 and live["probes"] > 0
     assert live["probes_seen"] == live["probes"]  # every probe joined its audience
+
+
+def test_lookalike_benchmark_smoke() -> None:
+    out = run("lookalike.py", "--users", "20000", "--seed-size", "300", "--chunk", "8000")
+    assert out["users"] == 20000 and out["seed_size"] == 300
+    assert out["positives"] > 0 and out["engaged_users"] > 0 and out["lookalike_size"] > 0
+    quality = out["quality"]
+    assert set(quality) == {"random", "demographics", "centroid", "pu", "ensemble"}
+    for lifts in quality.values():
+        assert all(isinstance(lifts[k], (int, float)) for k in ("lift_1", "lift_5", "lift_10"))
+    assert out["chosen_model"] in ("centroid", "pu", "ensemble")
+    # Engagement says far more about future buyers than chance, even at this size.
+    assert out["ratio_to_random"][out["chosen_model"]]["lift_10"] > 1.5
+    for key in ("build_features_seconds", "build_lookalike_seconds", "peak_rss_gib"):
+        assert isinstance(out[key], (int, float)) and out[key] > 0
+    assert isinstance(out["targets"]["seconds_met"], bool)
+
+
+def test_serving_benchmark_smoke() -> None:
+    out = run(
+        "serving.py",
+        "--users", "20000", "--audiences", "60", "--ad-groups", "20", "--requests", "200",
+        "--checks", "20000",
+    )  # fmt: skip
+    assert out["memberships"]["members"] > 0 and out["load_seconds"] >= 0
+    inner = out["in_process"]
+    assert inner["contains_per_second_all_audiences"] > 0
+    assert inner["baseline_python_sets"]["contains_per_second"] > 0
+    assert inner["mean_eligible_ad_groups"] > 0  # ad groups without targeting match someone
+    assert out["http"]["serving"]["requests"] == 200
+    assert isinstance(out["targets"]["http_p99<=3ms"], bool)
+
+
+def test_lookalike_benchmark_features_match_the_intake() -> None:
+    """The event columns the benchmark derives from the simulator's streams make the same
+    feature rows as the engagement bodies a server would receive, through the real intake."""
+    import msgspec
+    import pyarrow as pa
+
+    from bench.lookalike import ADVERTISER, engagement_events
+    from likewise.ingest.engagement import EngagementBody, records
+    from likewise.ingest.events import Window
+    from likewise.ingest.features import COLUMNS, feature_rows
+    from likewise.sim import generate_users, simulate_activity
+
+    users = generate_users(400, seed=2)
+    start = 1_767_225_600  # 2026-01-01
+    act = simulate_activity(
+        users, [ADVERTISER], start=start, end=start + 45 * 86_400, seed=3, retention_days=None
+    )
+    window = Window(now=act.end + 1.0, max_age_days=100_000)
+    row_of = {u: i for i, u in enumerate(users.column("user_id").to_pylist())}
+    got = []
+    for body in act.bodies("engagement"):
+        for r in records(msgspec.convert(body, EngagementBody), window):
+            got.append({c: getattr(r, c, None) for c in COLUMNS if c != "uid"})
+            got[-1]["uid"] = row_of[r.user_ref]
+    intake = pa.Table.from_pylist(got).select(list(COLUMNS))
+    offset = 1000  # uids are the users' rows plus the chunk's offset
+
+    def rows(table: pa.Table, shift: int = 0) -> list[tuple[int, str, int, float]]:
+        out = feature_rows(table).to_pylist()
+        return sorted((r["uid"] - shift, r["item"], r["month"], round(r["w"], 5)) for r in out)
+
+    expected = rows(intake)
+    assert len(expected) > 1000
+    assert {r[1].split(":")[0] for r in expected} == {"category", "creator", "account"}
+    assert rows(engagement_events(act, offset), offset) == expected

@@ -93,19 +93,28 @@ def rng_for(seed: BitMap) -> np.random.Generator:
 
 
 def _fit(
-    name: str,
+    names: Sequence[str],
     f: UserFeatures,
     train: np.ndarray,
     unlabelled: np.ndarray,
     sample: np.ndarray,
     rng: np.random.Generator,
-) -> LinearScorer:
-    if name == "centroid":
-        return centroid(f, train)
-    pu = pu_classifier(f, train, unlabelled, rng)
-    if name == "pu":
-        return pu
-    return ensemble(centroid(f, train), pu, f, sample)
+) -> dict[str, LinearScorer]:
+    """The named models fitted on ``train``; the ensemble reuses the other two (the PU
+    classifier is the costly one: fitted once)."""
+    out: dict[str, LinearScorer] = {}
+    c = centroid(f, train)
+    pu = pu_classifier(f, train, unlabelled, rng) if {"pu", "ensemble"} & set(names) else None
+    for name in names:
+        if name == "centroid":
+            out[name] = c
+        elif name == "pu":
+            assert pu is not None
+            out[name] = pu
+        else:
+            assert pu is not None
+            out[name] = ensemble(c, pu, f, sample)
+    return out
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -191,8 +200,7 @@ def build_lookalike(
     results: list[ModelQuality] = []
     note = ""
     if len(held_eligible) >= MIN_HELD_OUT and len(unlabelled_q):
-        for name in models:
-            scorer = _fit(name, f, train, unlabelled_q, sample, rng)
+        for name, scorer in _fit(models, f, train, unlabelled_q, sample, rng).items():
             scores = scorer.score(f, q_candidates)
             results.append(_measure(name, scores, q_candidates, is_held, size, rng))
         best = max(results, key=lambda r: (r.auc or 0.0, -models.index(r.model)))
@@ -207,7 +215,7 @@ def build_lookalike(
 
     # Members: the chosen model on the whole seed.
     candidates = np.flatnonzero(mask & ~in_seed)
-    scorer = _fit(chosen, f, seed_ids, candidates, _sample(candidates, rng), rng)
+    scorer = _fit([chosen], f, seed_ids, candidates, _sample(candidates, rng), rng)[chosen]
     top = candidates[_top(scorer.score(f, candidates), size)] if len(candidates) else candidates
     members = BitMap(top.astype(np.uint32))
     if include_source:

@@ -73,7 +73,7 @@ def tfidf(matrix: FeatureMatrix, n: int) -> sp.csr_matrix:
     keep = matrix.uid < n
     uid, item = matrix.uid[keep], matrix.item[keep]
     values = np.log1p(np.maximum(matrix.w[keep], 0)).astype(np.float32)
-    users = max(1, len(np.unique(uid)))
+    users = max(1, int(np.count_nonzero(np.bincount(uid, minlength=n))))  # distinct users
     df = np.bincount(item, minlength=m).astype(np.float64)
     idf = np.log((1 + users) / (1 + df)) + 1.0
     values *= idf[item].astype(np.float32)
