@@ -175,12 +175,17 @@ def python_sets_baseline(rt: Runtime, uids: np.ndarray, checks: int) -> dict[str
         return out
 
     del age, gender
+
+    def contains(a: int, u: int) -> bool:
+        members = sets.get(a)
+        return members is not None and u in members and u not in excluded
+
     pairs_a = np.array(used)[np.arange(checks) % len(used)]
     pairs_u = uids[np.arange(checks) % len(uids)].tolist()
     t0 = time.perf_counter()
     hits = 0
     for a, u in zip(pairs_a.tolist(), pairs_u, strict=True):
-        hits += u in sets[a] and u not in excluded
+        hits += contains(a, u)
     contains_s = time.perf_counter() - t0
     n_elig = min(len(uids), 20_000)
     t0 = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import socket
 import threading
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import uvicorn
 
@@ -74,6 +77,17 @@ class Server:
         body = r.json()
         assert set(body) == {"code", "message", "request_id", "data"}, body
         return body  # type: ignore[no-any-return]
+
+    def import_users(self, users: pa.Table) -> dict[str, Any]:
+        """Platform users (a ``generate_users`` table) through ``POST /admin/v1/users/import``;
+        the import summary."""
+        buffer = io.BytesIO()
+        pq.write_table(users, buffer)
+        body = self.admin(
+            "POST", "/users/import", files={"file": ("users.parquet", buffer.getvalue())}
+        )
+        assert body["code"] == 0, body
+        return body["data"]  # type: ignore[no-any-return]
 
     def likewise(self, method: str, path: str, token: str | None, **kw: Any) -> dict[str, Any]:
         """Likewise's own advertiser API under ``/likewise/v1`` (same envelope)."""

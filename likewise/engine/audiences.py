@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -49,6 +50,8 @@ from likewise.store.models import (
     Upload,
 )
 
+log = logging.getLogger(__name__)
+
 AUDIENCE_ID_START = 6_000_000_000_000_000_000
 MATCH_FILES = "MATCH_FILES"
 
@@ -92,7 +95,10 @@ class Audiences:
 
     def _changed(self, audience_id: int) -> None:
         for listener in self._listeners:
-            listener(audience_id)
+            try:
+                listener(audience_id)
+            except Exception:  # a listener's failure is its own: the change is made
+                log.exception("audience listener %r failed for %s", listener, audience_id)
 
     # --- create ------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from pyroaring import BitMap
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from likewise.background import Periodic
 from likewise.domain.audience import Lifecycle, Source, Status
 from likewise.domain.lookalike import LookalikeSpec, Size, parse_lookalike_spec, spec_from_wire
 from likewise.engine.audiences import Audiences
@@ -85,8 +86,9 @@ class LookalikeAudiences:
         self.in_use = in_use
         self._seeds: set[int] = set()  # seeds of lookalikes: their deletion is noticed
         self._seeds_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._rounds = Periodic(
+            "lookalike-refresh", lambda: settings.feature_merge_seconds, self._round
+        )
         audiences.jobs.register(BUILD_LOOKALIKE, self._build_job, self._failed)
         audiences.add_listener(self._on_change)
 
@@ -443,21 +445,14 @@ class LookalikeAudiences:
             self._seeds |= seeds
         for seed_id in seeds:  # deleted while the server was down
             self._on_change(seed_id)
-        self._thread = threading.Thread(target=self._run, name="lookalike-refresh", daemon=True)
-        self._thread.start()
+        self._rounds.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._rounds.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.feature_merge_seconds):
-            try:
-                self.merge_features()
-                self.refresh_due()
-            except Exception:  # the next round tries again
-                log.exception("lookalike refresh round failed")
+    def _round(self) -> None:
+        self.merge_features()
+        self.refresh_due()
 
 
 def spec_of(row: AudienceLookalike) -> Mapping[str, Any]:

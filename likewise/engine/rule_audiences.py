@@ -27,6 +27,7 @@ from pyroaring import BitMap
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from likewise.background import Periodic
 from likewise.domain.audience import Source, Status
 from likewise.domain.rule_spec import parse_rule_audience, parse_rule_spec
 from likewise.domain.rules import Plan, SourceKind
@@ -78,8 +79,7 @@ class RuleAudiences:
         self._watched: dict[int, Plan] = {}  # live audiences and the plan they were given
         self._live_at: dict[int, float] = {}  # when each last published live members
         self._live_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._rounds = Periodic("rule-refresh", lambda: self.refresh_seconds, self.refresh_due)
         audiences.jobs.register(EVALUATE_RULE, self._evaluate_job, self._failed)
 
     # --- create ------------------------------------------------------------------------------
@@ -306,20 +306,10 @@ class RuleAudiences:
                     plans.append((audience.id, audience.advertiser_id, plan))
             for audience_id, advertiser_id, plan in plans:
                 self._watch(audience_id, advertiser_id, plan)
-        self._thread = threading.Thread(target=self._run, name="rule-refresh", daemon=True)
-        self._thread.start()
+        self._rounds.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.refresh_seconds):
-            try:
-                self.refresh_due()
-            except Exception:  # the next round tries again
-                log.exception("rule audience refresh failed")
+        self._rounds.stop()
 
     def refresh_due(self) -> int:
         """Queue evaluations of auto-refresh audiences last evaluated (or failed) more than

@@ -20,12 +20,13 @@ import hashlib
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pyroaring import BitMap
 from sqlalchemy import select
 
+from likewise.background import Periodic
 from likewise.domain.audience import Lifecycle, Status
 from likewise.domain.targeting import AGE_GROUPS, GENDERS
 from likewise.engine.audiences import Audiences
@@ -94,18 +95,42 @@ class Users:
 
 
 @dataclass(frozen=True)
-class Compiled:
-    """An active ad group, ready to check: attribute codes allowed (None: any) and the
-    membership bitmaps of its audiences."""
+class Plan:
+    """The active ad groups as arrays, so that a user's eligibility is a few numpy operations
+    over all of them plus one lookup per distinct audience they use. Rows of the ``*_ok``
+    tables are the users' attribute codes (0: unknown), columns the ad groups."""
 
-    id: int
-    advertiser_id: int
-    os: frozenset[int] | None
-    ages: frozenset[int] | None
-    gender: int | None  # None: any; -1: a gender no user has
-    include: tuple[BitMap, ...]
-    has_include: bool
-    exclude: tuple[BitMap, ...]
+    ids: np.ndarray  # (G,) ad group ids
+    country_ok: np.ndarray  # (countries, G) bool
+    os_ok: np.ndarray  # (os labels, G)
+    age_ok: np.ndarray  # (7, G): unknown, then the six age groups
+    gender_ok: np.ndarray  # (gender labels, G)
+    audiences: list[BitMap]  # (U,) members of the audiences the ad groups use
+    include: np.ndarray  # (G, U) bool: included (and usable)
+    has_include: np.ndarray  # (G,) bool: the ad group includes audiences (usable or not)
+    exclude: np.ndarray  # (G, U) bool
+    columns: dict[int, int] = field(default_factory=dict)  # audience id -> its column
+
+    def with_members(self, audience_id: int, members: BitMap) -> Plan:
+        """The same plan with one audience's members replaced."""
+        audiences = list(self.audiences)
+        audiences[self.columns[audience_id]] = members
+        return replace(self, audiences=audiences)
+
+    @staticmethod
+    def empty() -> Plan:
+        none = np.zeros((1, 0), bool)
+        return Plan(
+            np.zeros(0, np.int64),
+            none,
+            none,
+            np.zeros((7, 0), bool),
+            none,
+            [],
+            np.zeros((0, 0), bool),
+            np.zeros(0, bool),
+            np.zeros((0, 0), bool),
+        )
 
 
 @dataclass(frozen=True)
@@ -114,9 +139,9 @@ class Snapshot:
     usable: frozenset[int]  # audiences that may be targeted (valid)
     excluded: BitMap  # opted out or erased: in no audience
     users: Users
-    by_country: dict[int, tuple[Compiled, ...]]  # country code -> ad groups that may apply
-    anywhere: tuple[Compiled, ...]  # ad groups without a location (for unknown countries)
-    ad_groups: tuple[AdGroupView, ...] = field(default=())
+    plan: Plan
+    ad_groups: tuple[AdGroupView, ...] = ()
+    servable: dict[int, BitMap] = field(default_factory=dict)  # members of usable audiences
 
 
 class MembershipServer:
@@ -131,13 +156,10 @@ class MembershipServer:
         self.ad_groups = ad_groups
         self.graph = graph
         self._groups: tuple[AdGroupView, ...] = ()  # active ad groups, as last read
-        self._compiled: dict[int, Compiled] = {}
         self._lock = threading.Lock()  # writers; readers never take it
-        self._snap = Snapshot({}, frozenset(), BitMap(), Users.empty(), {}, ())
+        self._snap = Snapshot({}, frozenset(), BitMap(), Users.empty(), Plan.empty())
         self._graph_mark: int | None = None
-        self._stop = threading.Event()
-        self._wake = threading.Event()  # the graph changed here: look now, not in 2 s
-        self._thread: threading.Thread | None = None
+        self._rounds = Periodic("serving", lambda: GRAPH_POLL_SECONDS, self._poll)
         audiences.add_listener(self._audience_changed)
         ad_groups.add_listener(self._ad_groups_changed)
         graph.excluded_listeners.append(self._excluded_changed)
@@ -146,13 +168,8 @@ class MembershipServer:
 
     def contains(self, audience_id: int, uid: int) -> bool:
         snap = self._snap
-        members = snap.members.get(audience_id)
-        return (
-            members is not None
-            and audience_id in snap.usable
-            and uid in members
-            and uid not in snap.excluded
-        )
+        members = snap.servable.get(audience_id)
+        return members is not None and uid in members and uid not in snap.excluded
 
     def contains_many(self, audience_id: int, uids: Iterable[int]) -> BitMap:
         """Those of ``uids`` in the audience."""
@@ -173,34 +190,58 @@ class MembershipServer:
 
     def eligible_ad_groups(self, uid: int) -> list[int]:
         snap = self._snap
-        users = snap.users
-        known = 0 <= uid < len(users)
-        country = int(users.country[uid]) if known else 0
-        os = int(users.os[uid]) if known else 0
-        age = int(users.age[uid]) if known else 0
-        gender = int(users.gender[uid]) if known else 0
-        outside = uid in snap.excluded  # opted out or erased: in no audience
-        out = []
-        for g in snap.by_country.get(country, snap.anywhere):  # in location order
-            if g.os is not None and os not in g.os:
-                continue
-            if g.ages is not None and age not in g.ages:
-                continue
-            if g.gender is not None and gender != g.gender:
-                continue
-            if outside:
-                if g.has_include:
-                    continue
-            else:
-                if any(uid in b for b in g.exclude):
-                    continue
-                if g.has_include and not any(uid in b for b in g.include):
-                    continue
-            out.append(g.id)
-        return out
+        p, users = snap.plan, snap.users
+        if not len(p.ids):
+            return []
+        if 0 <= uid < len(users):
+            c, o = users.country[uid], users.os[uid]
+            a, g = users.age[uid], users.gender[uid]
+        else:
+            c = o = a = g = 0
+        ok = p.country_ok[c] & p.os_ok[o] & p.age_ok[a] & p.gender_ok[g]
+        hits = (
+            [j for j, b in enumerate(p.audiences) if uid in b]
+            if uid not in snap.excluded  # opted out or erased: in no audience
+            else []
+        )
+        if hits:
+            ok &= ~p.exclude[:, hits].any(axis=1)
+            ok &= p.include[:, hits].any(axis=1) | ~p.has_include
+        else:
+            ok &= ~p.has_include
+        return p.ids[ok].tolist()  # type: ignore[no-any-return]
 
     def eligible_ad_groups_many(self, uids: Sequence[int]) -> dict[int, list[int]]:
-        return {uid: self.eligible_ad_groups(uid) for uid in uids}
+        """:meth:`eligible_ad_groups` of many users at once: one intersection per audience
+        for the whole batch, then matrix operations."""
+        snap = self._snap
+        p, users = snap.plan, snap.users
+        rows = np.asarray(list(uids), np.int64)
+        if not len(p.ids) or not len(rows):
+            return {int(u): [] for u in rows}
+        known = (rows >= 0) & (rows < len(users))
+        at = np.where(known, rows, 0)
+        code = lambda a: np.where(known, a[at], 0)  # noqa: E731
+        ok = (
+            p.country_ok[code(users.country)]
+            & p.os_ok[code(users.os)]
+            & p.age_ok[code(users.age)]
+            & p.gender_ok[code(users.gender)]
+        )  # (n, G)
+        order = np.unique(rows[rows >= 0])
+        batch = BitMap(order.astype(np.uint32)) - snap.excluded
+        member = np.zeros((len(rows), len(p.audiences)), bool)
+        where = {int(u): i for i, u in enumerate(rows)}
+        for j, b in enumerate(p.audiences):
+            for u in b & batch:
+                member[where[u], j] = True
+        if p.audiences:
+            m = member.astype(np.float32)
+            ok &= (m @ p.exclude.T.astype(np.float32)) == 0
+            ok &= ((m @ p.include.T.astype(np.float32)) > 0) | ~p.has_include
+        else:
+            ok &= ~p.has_include
+        return {int(u): p.ids[ok[i]].tolist() for i, u in enumerate(rows)}
 
     def uid_of(self, user_id: str) -> int | None:
         """The uid of one of the platform's own user ids (as imported), or None."""
@@ -214,28 +255,18 @@ class MembershipServer:
 
     def start(self) -> None:
         self.reload()
-        self._thread = threading.Thread(target=self._run, name="serving", daemon=True)
-        self._thread.start()
+        self._rounds.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._rounds.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(GRAPH_POLL_SECONDS)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                if self.graph.excluded() is not self._snap.excluded:  # another process
-                    self._excluded_changed()
-                if self.graph.change_mark() != self._graph_mark:
-                    self.reload_users()
-            except Exception:  # the next round tries again
-                log.exception("serving: reloading the platform's users failed")
+    def _poll(self) -> None:
+        """Changes of the platform's users made by another process (an import by the CLI), or
+        announced here (:meth:`_excluded_changed` wakes this)."""
+        if self.graph.excluded() is not self._snap.excluded:
+            self._excluded_changed()
+        if self.graph.change_mark() != self._graph_mark:
+            self.reload_users()
 
     def reload(self) -> None:
         """Everything again: users, every audience's members, ad groups."""
@@ -322,23 +353,35 @@ class MembershipServer:
                 members[audience_id] = self.audiences.current_members(audience_id)
                 if self._usable(audience_id, members[audience_id], snap.excluded):
                     usable.add(audience_id)
-            self._swap(touched=audience_id, members=members, usable=frozenset(usable))
+            same = (audience_id in usable) == (audience_id in snap.usable)
+            if same and not gone and audience_id in snap.plan.columns:
+                # New members only (a live rule audience, every second or so): the plan's
+                # arrays stay, one bitmap is replaced.
+                plan = snap.plan.with_members(audience_id, members[audience_id])
+                self._snap = replace(
+                    snap, members=members, plan=plan, servable=_servable(members, snap.usable)
+                )
+            elif same and not gone:  # no ad group uses it
+                self._snap = replace(
+                    snap, members=members, servable=_servable(members, snap.usable)
+                )
+            else:
+                self._swap(members=members, usable=frozenset(usable))
 
     def _excluded_changed(self) -> None:
         """Consent or erasure: users leave (or rejoin) every audience at once. (Whether an
         audience is still large enough is looked at again when it next changes.)"""
         with self._lock:
             self._swap(excluded=self.graph.excluded())
-        self._wake.set()  # new users (an import) are read in the background
+        self._rounds.wake()  # new users (an import) are read in the background
 
     def _ad_groups_changed(self) -> None:
         with self._lock:
             self._groups = tuple(self.ad_groups.active())
             self._swap()
 
-    def _swap(self, *, touched: int | None = None, **changes: object) -> None:
-        """A new snapshot with ``changes``. Ad groups are compiled again over its members: all
-        of them, or with ``touched`` (one audience changed) only those that use it."""
+    def _swap(self, **changes: object) -> None:
+        """A new snapshot with ``changes``; the ad groups planned again over its members."""
         snap = self._snap
         members = changes.get("members", snap.members)
         usable = changes.get("usable", snap.usable)
@@ -346,37 +389,82 @@ class MembershipServer:
         users = changes.get("users", snap.users)
         assert isinstance(members, dict) and isinstance(usable, frozenset)
         assert isinstance(excluded, BitMap) and isinstance(users, Users)
-        groups = self._groups
-        compiled = self._compiled
-        if touched is None or "users" in changes or len(compiled) != len(groups):
-            compiled = {g.id: self._compile(g, members, usable, users) for g in groups}
-        elif touched is not None:
-            compiled = dict(compiled)
-            for g in groups:
-                if touched in g.included or touched in g.excluded:
-                    compiled[g.id] = self._compile(g, members, usable, users)
-        self._compiled = compiled
-        anywhere = [compiled[g.id] for g in groups if not g.targeting.countries]
-        lists: dict[int, list[Compiled]] = {}
-        for g in groups:
-            for iso in g.targeting.countries:
-                code = users.countries.get(iso)
-                if code is not None:
-                    lists.setdefault(code, list(anywhere)).append(compiled[g.id])
-        by_country = {code: tuple(v) for code, v in lists.items()}
-        self._snap = Snapshot(members, usable, excluded, users, by_country, tuple(anywhere), groups)
+        plan = self._plan(self._groups, members, usable, users)
+        self._snap = Snapshot(
+            members, usable, excluded, users, plan, self._groups, _servable(members, usable)
+        )
 
     @staticmethod
-    def _compile(
-        g: AdGroupView, members: dict[int, BitMap], usable: frozenset[int], users: Users
-    ) -> Compiled:
-        t = g.targeting
-        os = frozenset(users.os_labels.get(o, -1) for o in t.operating_systems) or None
-        ages = frozenset(AGE_BAND[a] for a in t.age_groups) or None
-        wanted = GENDERS[t.gender]
-        gender = None if wanted is None else users.gender_labels.get(wanted, -1)
-        # An included audience that is not usable (too small, expired) reaches nobody;
-        # an excluded one still excludes its members.
-        include = tuple(members[a] for a in g.included if a in members and a in usable)
-        exclude = tuple(members[a] for a in g.excluded if a in members) or _NO_BITMAPS
-        return Compiled(g.id, g.advertiser_id, os, ages, gender, include, bool(g.included), exclude)
+    def _plan(
+        groups: Sequence[AdGroupView],
+        members: dict[int, BitMap],
+        usable: frozenset[int],
+        users: Users,
+    ) -> Plan:
+        n = len(groups)
+        if not n:
+            return Plan.empty()
+
+        # One row per code the users have (labels may repeat "unknown": size by the codes too).
+        def rows(labels: dict[str, int], codes: np.ndarray) -> int:
+            return max(len(labels), int(codes.max(initial=0)) + 1, 1)
+
+        country_ok = np.zeros((rows(users.countries, users.country), n), bool)
+        os_ok = np.zeros((rows(users.os_labels, users.os), n), bool)
+        age_ok = np.zeros((7, n), bool)
+        gender_ok = np.zeros((rows(users.gender_labels, users.gender), n), bool)
+        used = sorted({a for g in groups for a in (*g.included, *g.excluded) if a in members})
+        column = {a: j for j, a in enumerate(used)}
+        include = np.zeros((n, len(used)), bool)
+        exclude = np.zeros((n, len(used)), bool)
+        has_include = np.zeros(n, bool)
+        for i, g in enumerate(groups):
+            t = g.targeting
+            if t.countries:
+                for iso in t.countries:
+                    if iso in users.countries:
+                        country_ok[users.countries[iso], i] = True
+            else:
+                country_ok[:, i] = True
+            if t.operating_systems:
+                for o in t.operating_systems:
+                    if o in users.os_labels:
+                        os_ok[users.os_labels[o], i] = True
+            else:
+                os_ok[:, i] = True
+            if t.age_groups:
+                for age in t.age_groups:
+                    age_ok[AGE_BAND[age], i] = True
+            else:
+                age_ok[:, i] = True
+            wanted = GENDERS[t.gender]
+            if wanted is None:
+                gender_ok[:, i] = True
+            elif wanted in users.gender_labels:
+                gender_ok[users.gender_labels[wanted], i] = True
+            has_include[i] = bool(g.included)
+            # An included audience that is not usable (too small, expired) reaches nobody;
+            # an excluded one still excludes its members.
+            for a in g.included:
+                if a in column and a in usable:
+                    include[i, column[a]] = True
+            for a in g.excluded:
+                if a in column:
+                    exclude[i, column[a]] = True
+        ids = np.array([g.id for g in groups], np.int64)
+        return Plan(
+            ids,
+            country_ok,
+            os_ok,
+            age_ok,
+            gender_ok,
+            [members[a] for a in used],
+            include,
+            has_include,
+            exclude,
+            column,
+        )
+
+
+def _servable(members: dict[int, BitMap], usable: frozenset[int]) -> dict[int, BitMap]:
+    return {a: b for a, b in members.items() if a in usable}

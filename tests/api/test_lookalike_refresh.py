@@ -5,18 +5,15 @@ moved forward; the refresh round (what the background thread runs) is called dir
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-import httpx
-import pyarrow.parquet as pq
 import pytest
 
 from likewise.domain.locations import location_of_country
 from likewise.sim import generate_users, ground_truth_identifiers
-from tests.conftest import ADMIN_TOKEN, Server, start_server
+from tests.conftest import Server, start_server
 
 serve = contextmanager(start_server)
 US = location_of_country("US").location_id  # type: ignore[union-attr]
@@ -35,15 +32,7 @@ def setup(tmp_path) -> Iterator[tuple[Server, Clock, str, str]]:  # type: ignore
     clock = Clock()
     with serve(tmp_path / "data", clock=clock, min_audience_size=20) as server:
         users = generate_users(3000, seed=5)
-        buffer = io.BytesIO()
-        pq.write_table(users, buffer)
-        r = httpx.post(
-            server.url + "/admin/v1/users/import",
-            headers={"X-Admin-Token": ADMIN_TOKEN},
-            files={"file": ("users.parquet", buffer.getvalue())},
-            timeout=120,
-        )
-        assert r.json()["code"] == 0
+        server.import_users(users)
         advertiser_id, token = server.advertiser("Refresh")
         emails = ground_truth_identifiers(users).column("email_basic").to_pylist()
         content = "\n".join(hashlib.sha256(e.encode()).hexdigest() for e in emails[:400] if e)

@@ -18,7 +18,6 @@ least 3x a random pick of the same size, and more than a demographics-only model
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import time
 from collections.abc import Iterator
@@ -30,7 +29,6 @@ import business_api_client
 import httpx
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from business_api_client.api.audience_api import AudienceApi
 from business_api_client.models import (
@@ -78,18 +76,6 @@ class World:
     rule_seed: str  # website rule audience of past purchasers
     small_seed: str  # a customer file of too few people
     other_advertiser: tuple[str, str]  # (id, token)
-
-
-def _import_users(server: Server, users: pa.Table) -> None:
-    buffer = io.BytesIO()
-    pq.write_table(users, buffer)
-    r = httpx.post(
-        server.url + "/admin/v1/users/import",
-        headers={"X-Admin-Token": ADMIN_TOKEN},
-        files={"file": ("users.parquet", buffer.getvalue())},
-        timeout=120,
-    )
-    assert r.status_code == 200 and r.json()["code"] == 0, r.text
 
 
 def _email_file(users: pa.Table, rows: np.ndarray) -> bytes:
@@ -140,7 +126,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         feature_merge_seconds=3600,  # merged by each build, not in the background (timing)
     ) as server:
         users = generate_users(N_USERS, seed=SEED)
-        _import_users(server, users)
+        server.import_users(users)
         advertiser_id, token = server.advertiser("Modish")
         pixel = server.call(
             "POST",

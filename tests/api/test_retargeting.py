@@ -6,15 +6,11 @@ membership serving endpoint the ad server calls."""
 from __future__ import annotations
 
 import hashlib
-import io
 import time
 from typing import Any
 
-import httpx
-import pyarrow.parquet as pq
-
 from likewise.sim import generate_users, ground_truth_identifiers
-from tests.conftest import ADMIN_TOKEN, Server
+from tests.conftest import Server
 
 VISITORS = 150
 
@@ -76,15 +72,7 @@ def _wait(predicate: Any, seconds: float = 20.0) -> float:
 
 def test_a_purchase_ends_retargeting_within_seconds(server: Server) -> None:
     users = generate_users(1000, seed=8)
-    buffer = io.BytesIO()
-    pq.write_table(users, buffer)
-    r = httpx.post(
-        server.url + "/admin/v1/users/import",
-        headers={"X-Admin-Token": ADMIN_TOKEN},
-        files={"file": ("users.parquet", buffer.getvalue())},
-        timeout=120,
-    )
-    assert r.json()["code"] == 0
+    server.import_users(users)
     emails = ground_truth_identifiers(users).column("email_basic").to_pylist()
     ids = users.column("user_id").to_pylist()
     consent = users.column("personalized_ads").to_pylist()

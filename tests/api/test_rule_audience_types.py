@@ -29,7 +29,6 @@ process, not in the separate worker process.)
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 import re
 import time
@@ -43,7 +42,6 @@ from typing import Any
 import business_api_client
 import httpx
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from business_api_client import models as sdk
 from business_api_client.api.audience_api import AudienceApi
@@ -707,18 +705,6 @@ def _sim_advertiser(adv: Adv, category: str) -> SimAdvertiser:
     )
 
 
-def _import_users(server: Server, users: pa.Table) -> None:
-    buffer = io.BytesIO()
-    pq.write_table(users, buffer)
-    r = httpx.post(
-        server.url + "/admin/v1/users/import",
-        headers={"X-Admin-Token": ADMIN_TOKEN},
-        files={"file": ("users.parquet", buffer.getvalue())},
-        timeout=120,
-    )
-    assert r.status_code == 200 and r.json()["code"] == 0, r.text
-
-
 def _top(counter: Counter[str], prefix: str, n: int) -> list[str]:
     return [k for k, _ in counter.most_common() if k.startswith(prefix)][:n]
 
@@ -737,7 +723,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
     with serve(tmp_path_factory.mktemp("types"), clock=clock, min_audience_size=1) as server:
         users = generate_users(N_USERS, seed=SEED)
-        _import_users(server, users)
+        server.import_users(users)
         consent = dict(
             zip(
                 users.column("user_id").to_pylist(),

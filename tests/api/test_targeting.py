@@ -9,7 +9,6 @@ the customer files written here, never from Likewise's own answers.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,8 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import business_api_client
-import httpx
-import pyarrow.parquet as pq
 import pytest
 from business_api_client.api.audience_api import AudienceApi
 from business_api_client.models import (
@@ -33,7 +30,7 @@ from business_api_client.tiktok_business.tiktok_exceptions import TiktokSDKError
 
 from likewise.domain.locations import location_of_country
 from likewise.sim import generate_users, ground_truth_identifiers
-from tests.conftest import ADMIN_TOKEN, Server, start_server
+from tests.conftest import Server, start_server
 
 serve = contextmanager(start_server)
 N_USERS = 3000
@@ -91,15 +88,7 @@ def _file_audience(server: Server, adv: Adv, name: str, emails: list[str]) -> st
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with serve(tmp_path_factory.mktemp("targeting"), min_audience_size=MIN) as server:
         table = generate_users(N_USERS, seed=3)
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        r = httpx.post(
-            server.url + "/admin/v1/users/import",
-            headers={"X-Admin-Token": ADMIN_TOKEN},
-            files={"file": ("users.parquet", buffer.getvalue())},
-            timeout=120,
-        )
-        assert r.json()["code"] == 0, r.text
+        server.import_users(table)
         a = Adv(*server.advertiser("Owner", business_center_id="bc-1"))
         b = Adv(*server.advertiser("Sibling", business_center_id="bc-1"))
         c = Adv(*server.advertiser("Stranger", business_center_id="bc-2"))
