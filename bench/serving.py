@@ -218,6 +218,12 @@ def in_process(rt: Runtime, n_users: int, checks: int, seed: int) -> dict[str, A
         for a, u in zip(pa, pu, strict=True):
             hits += contains(a, u)
         out[f"contains_per_second_{label}"] = round(checks / (time.perf_counter() - t0))
+        # The floor: the same pairs as bare pyroaring lookups (no consent, no validity).
+        bitmaps = snap.members
+        t0 = time.perf_counter()
+        for a, u in zip(pa, pu, strict=True):
+            hits += u in bitmaps[a]
+        out[f"raw_bitmap_lookups_per_second_{label}"] = round(checks / (time.perf_counter() - t0))
     n_elig = min(len(uids), 20_000)
     eligible = serving.eligible_ad_groups
     t0 = time.perf_counter()
@@ -235,6 +241,11 @@ def in_process(rt: Runtime, n_users: int, checks: int, seed: int) -> dict[str, A
     base = out["baseline_python_sets"]
     out["ratio_contains_vs_sets"] = round(
         out["contains_per_second_ad_group_audiences"] / base["contains_per_second"], 2
+    )
+    out["ratio_contains_vs_raw_lookup_all_audiences"] = round(
+        out["contains_per_second_all_audiences"]
+        / out["raw_bitmap_lookups_per_second_all_audiences"],
+        2,
     )
     out["ratio_eligible_vs_sets"] = round(
         out["eligible_per_second"] / base["eligible_per_second"], 2
