@@ -9,6 +9,7 @@ the customer files written here, never from Likewise's own answers.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -686,6 +687,12 @@ def test_other_advertisers_get_errors_and_no_data(world: World) -> None:
         answer = w.server.call(method, path, w.c.token, **kw)
         assert answer["code"] != 0, (path, answer)
         assert not answer["data"], (path, answer)
+        # No oracle: A's objects answer exactly as ids that do not exist.
+        missing = _with_missing_ids(body, w.customers, mine)
+        kw = {"params": missing} if method == "GET" else {"json": missing}
+        unknown = w.server.call(method, path, w.c.token, **kw)
+        assert unknown["code"] == answer["code"], (path, answer, unknown)
+        assert _masked(unknown["message"]) == _masked(answer["message"]), (path, answer, unknown)
         # With A's advertiser id and C's token: refused before anything is read.
         mixed = {**body, "advertiser_id": w.a.id}
         kw = {"params": mixed} if method == "GET" else {"json": mixed}
@@ -704,6 +711,11 @@ def test_other_advertisers_get_errors_and_no_data(world: World) -> None:
         kw = {"params": body} if method == "GET" else {"json": body}
         answer = w.server.likewise(method, path, w.c.token, **kw)
         assert answer["code"] != 0 and not answer["data"], (path, answer)
+        missing = _with_missing_ids(body, w.customers, mine)
+        kw = {"params": missing} if method == "GET" else {"json": missing}
+        unknown = w.server.likewise(method, path, w.c.token, **kw)
+        assert unknown["code"] == answer["code"], (path, answer, unknown)
+        assert _masked(unknown["message"]) == _masked(answer["message"]), (path, answer, unknown)
         mixed = {**body, "advertiser_id": w.a.id}
         kw = {"params": mixed} if method == "GET" else {"json": mixed}
         assert w.server.likewise(method, path, w.c.token, **kw)["code"] == 40001, path
@@ -712,3 +724,17 @@ def test_other_advertisers_get_errors_and_no_data(world: World) -> None:
     w.server.likewise(
         "POST", "/adgroup/delete/", w.a.token, json={"advertiser_id": w.a.id, "adgroup_ids": [mine]}
     )
+
+
+MISSING_AUDIENCE = "6000000000000999999"
+MISSING_AD_GROUP = "1800000000000999999"
+
+
+def _with_missing_ids(body: dict[str, Any], audience: str, group: str) -> dict[str, Any]:
+    """``body`` with A's audience and ad group ids replaced by ids that exist nowhere."""
+    text = json.dumps(body).replace(audience, MISSING_AUDIENCE).replace(group, MISSING_AD_GROUP)
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def _masked(message: str) -> str:
+    return re.sub(r"\d{19}", "<id>", message)
