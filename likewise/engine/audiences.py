@@ -93,6 +93,11 @@ class Audiences:
         change, after it is visible; a listener must be quick or hand the work off."""
         self._listeners.append(listener)
 
+    def notify(self, audience_id: int) -> None:
+        """Tell the listeners something about the audience changed that is not its members
+        (who may use it: a share made or cancelled)."""
+        self._changed(audience_id)
+
     def _changed(self, audience_id: int) -> None:
         for listener in self._listeners:
             try:

@@ -33,11 +33,15 @@ from likewise.lookalike.build import QualityReport, build_lookalike
 from likewise.lookalike.features import FeatureSnapshots
 from likewise.settings import Settings
 from likewise.store.db import Database
-from likewise.store.models import Audience, AudienceLookalike, Job
+from likewise.store.models import Audience, AudienceLookalike, AudienceShare, Job
 
 log = logging.getLogger(__name__)
 
 BUILD_LOOKALIKE = "BUILD_LOOKALIKE"
+SEED_UNSHARED = (
+    "The source audience is no longer shared with this advertiser: this lookalike keeps its "
+    "members but can no longer refresh."
+)
 SEED_DELETED = (
     "The source audience was deleted: this lookalike keeps its members but can no longer "
     "refresh. Create a new lookalike from another source audience."
@@ -245,7 +249,7 @@ class LookalikeAudiences:
                 return
             spec = spec_from_wire(row.spec)
             seed = s.get(Audience, row.seed_id)
-            problem = self._seed_problem(seed)
+            problem = self._seed_problem(s, seed, audience.advertiser_id)
             if problem is not None:
                 self._cannot_build(s, audience, row, problem)
                 return
@@ -299,9 +303,14 @@ class LookalikeAudiences:
         )
 
     @staticmethod
-    def _seed_problem(seed: Audience | None) -> str | None:
+    def _seed_problem(s: Session, seed: Audience | None, advertiser_id: int) -> str | None:
         if seed is None or seed.deleted:
             return SEED_DELETED
+        if (
+            seed.advertiser_id != advertiser_id
+            and s.get(AudienceShare, (seed.id, advertiser_id)) is None
+        ):
+            return SEED_UNSHARED
         if seed.status == Status.FAILED:
             return "the source audience could not be calculated"
         return None
@@ -311,8 +320,8 @@ class LookalikeAudiences:
     ) -> None:
         """A first build fails; a lookalike built before keeps its members and says why it
         did not refresh."""
-        if problem == SEED_DELETED:
-            row.refresh_stopped = SEED_DELETED
+        if problem in (SEED_DELETED, SEED_UNSHARED):
+            row.refresh_stopped = problem
         if audience.version == 0:
             audience.status = Status.FAILED.value
             audience.error_msg = problem[:500]
@@ -375,23 +384,29 @@ class LookalikeAudiences:
     # --- seeds deleted -----------------------------------------------------------------------
 
     def _on_change(self, audience_id: int) -> None:
+        """A seed was deleted, or is no longer shared with a lookalike's advertiser: those
+        lookalikes stop refreshing, and say why."""
         with self._seeds_lock:
             if audience_id not in self._seeds:
                 return
+        still_used = False
         with self.db.session() as s:
             seed = s.get(Audience, audience_id)
-            if seed is not None and not seed.deleted:
-                return
             for row in s.execute(
                 select(AudienceLookalike).where(AudienceLookalike.seed_id == audience_id)
             ).scalars():
                 audience = s.get(Audience, row.audience_id)
                 if audience is None or audience.deleted or row.refresh_stopped:
                     continue
-                row.refresh_stopped = SEED_DELETED
-                self.audiences.history(
-                    s, row.audience_id, "SEED_DELETED", str(audience_id), msg=SEED_DELETED
-                )
+                problem = self._seed_problem(s, seed, audience.advertiser_id)
+                if problem not in (SEED_DELETED, SEED_UNSHARED):
+                    still_used = True
+                    continue
+                row.refresh_stopped = problem
+                action = "SEED_DELETED" if problem == SEED_DELETED else "SEED_UNSHARED"
+                self.audiences.history(s, row.audience_id, action, str(audience_id), msg=problem)
+        if still_used:
+            return
         with self._seeds_lock:
             self._seeds.discard(audience_id)
 

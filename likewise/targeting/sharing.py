@@ -91,6 +91,8 @@ class Sharing:
                         )
                     )
                     self.audiences.history(s, audience_id, "SHARE", f"with {other}")
+        for audience_id in audience_ids:  # combined audiences of a recipient may use it again
+            self.audiences.notify(audience_id)
 
     def cancel(self, *, advertiser_id: int, audience_id: int, with_id: int) -> None:
         with self.db.session() as s:
@@ -114,6 +116,8 @@ class Sharing:
             )
             self.audiences.history(s, audience_id, "SHARE_CANCEL", f"with {with_id}")
         self.ad_groups.changed()
+        # The recipient's combined audiences and lookalikes built on it stop using it.
+        self.audiences.notify(audience_id)
 
     def log(self, *, advertiser_id: int, audience_id: int) -> list[ShareEntry]:
         """Per advertiser it was ever shared with, the current status (newest first)."""

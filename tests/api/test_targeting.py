@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -364,6 +365,18 @@ def test_share_use_cancel_and_log(world: World) -> None:
     cancel = ShareCancelBody(
         advertiser_id=w.a.id, custom_audience_id=shared, shared_advertiser_id=w.b.id
     )
+    combined = w.server.likewise(
+        "POST",
+        "/audience/combined/create/",
+        w.b.token,
+        json={
+            "advertiser_id": w.b.id,
+            "custom_audience_name": "shared or mine",
+            "combination_spec": {"any_of": [shared]},
+        },
+    )
+    assert combined["code"] == 0, combined
+    w.server.wait_jobs()  # B's lookalike is built from the shared seed
     assert sdk(w.api.dmp_custom_audience_share_cancel, w.a.token, body=cancel)["code"] == 0
     assert sdk(w.api.dmp_custom_audience_share_cancel, w.a.token, body=cancel)["code"] == 40002
     assert group_details(w, w.b, group)["excluded_audience_ids"] == []
@@ -380,6 +393,27 @@ def test_share_use_cancel_and_log(world: World) -> None:
         (e["shared_advertiser_id"], e["status"], e["shared_advertiser_name"])
         for e in log["data"]["list"]
     ] == [(w.b.id, "CANCELLED", "Sibling")]
+    # B's combined audience on it fails, saying why.
+    combined_id = combined["data"]["custom_audience_id"]
+    deadline = time.monotonic() + 20
+    while w.server.details(w.b.token, w.b.id, combined_id)["status"] != "FAILED":
+        assert time.monotonic() < deadline, "the combined audience still uses the part"
+        time.sleep(0.1)
+    assert "no longer shared" in w.server.details(w.b.token, w.b.id, combined_id)["error_msg"]
+    # B's lookalike of it keeps its members but never reads the seed again.
+    lal_id = lal["data"]["custom_audience_id"]
+    lal_view = w.server.audience(w.b.token, w.b.id, lal_id)
+    assert (
+        "no longer shared" in lal_view["audience_details"]["lookalike_quality"]["refresh_stopped"]
+    )
+    assert lal_view["audience_history"][0]["action"] == "SEED_UNSHARED"
+    refresh = w.server.call(
+        "POST",
+        "/dmp/custom_audience/lookalike/update/",
+        w.b.token,
+        json={"advertiser_id": w.b.id, "custom_audience_ids": [lal_id]},
+    )
+    assert refresh["code"] == 40002 and "no longer shared" in refresh["message"], refresh
     # Now the owner may delete it.
     gone = w.server.call(
         "POST",
