@@ -7,9 +7,10 @@
    training part. The report gives, for each, recall of the held-out members in the top ``n``,
    lift (that recall over ``n`` / candidates: what a random pick of ``n`` would find) and AUC.
    Seeds too small to hold any out are reported without numbers.
-3. **Members**: the model with the best held-out AUC is fitted again on the whole seed and
-   the top ``n`` eligible non-seed users are the lookalike, plus the seed's eligible members
-   when ``include_source``.
+3. **Members**: the model with the best held-out recall at the lookalike's size (by AUC when
+   fewer than 200 members are held out: recall is noise then) is fitted again on the whole
+   seed, and the top ``n`` eligible non-seed users are the lookalike, plus the seed's eligible
+   members when ``include_source``.
 
 Everything random comes from a generator seeded by the seed's members, so the same seed and
 features give the same lookalike and report.
@@ -32,6 +33,7 @@ from likewise.lookalike.models import LinearScorer, centroid, ensemble, pu_class
 
 HOLDOUT = 0.2
 MIN_HELD_OUT = 5  # fewer held-out members than this: no quality numbers
+MIN_HELD_FOR_RECALL = 200  # held-out members needed to choose a model by recall, not AUC
 AUC_NEGATIVES = 200_000
 STANDARDISE_SAMPLE = 100_000
 MODELS = ("centroid", "pu", "ensemble")
@@ -158,6 +160,17 @@ def _measure(
     return ModelQuality(name, round(recall, 4), _round(lift), _round(auc))
 
 
+def _merit(r: ModelQuality, held: int, models: Sequence[str]) -> tuple[float, float, int]:
+    """How a model ranks for the choice: with enough held-out members, by recall at the
+    lookalike's size (what the tier delivers: the best model at 1 % is not the best at 10 %),
+    then AUC; with few, recall is noise: by AUC. Ties go to the earlier model."""
+    recall = r.recall or 0.0
+    auc = r.auc or 0.0
+    if held >= MIN_HELD_FOR_RECALL:
+        return (recall, auc, -models.index(r.model))
+    return (auc, recall, -models.index(r.model))
+
+
 def _round(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
@@ -203,7 +216,7 @@ def build_lookalike(
         for name, scorer in _fit(models, f, train, unlabelled_q, sample, rng).items():
             scores = scorer.score(f, q_candidates)
             results.append(_measure(name, scores, q_candidates, is_held, size, rng))
-        best = max(results, key=lambda r: (r.auc or 0.0, -models.index(r.model)))
+        best = max(results, key=lambda r: _merit(r, len(held_eligible), models))
         chosen = best.model
     else:
         chosen = "ensemble" if "ensemble" in models else models[0]
