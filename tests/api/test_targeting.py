@@ -717,21 +717,7 @@ def test_other_advertisers_get_errors_and_no_data(world: World) -> None:
         ),
     ]
     for method, path, body in checks:
-        kw = {"params": body} if method == "GET" else {"json": body}
-        answer = w.server.call(method, path, w.c.token, **kw)
-        assert answer["code"] != 0, (path, answer)
-        assert not answer["data"], (path, answer)
-        # No oracle: A's objects answer exactly as ids that do not exist.
-        missing = _with_missing_ids(body, w.customers, mine)
-        kw = {"params": missing} if method == "GET" else {"json": missing}
-        unknown = w.server.call(method, path, w.c.token, **kw)
-        assert unknown["code"] == answer["code"], (path, answer, unknown)
-        assert _masked(unknown["message"]) == _masked(answer["message"]), (path, answer, unknown)
-        # With A's advertiser id and C's token: refused before anything is read.
-        mixed = {**body, "advertiser_id": w.a.id}
-        kw = {"params": mixed} if method == "GET" else {"json": mixed}
-        answer = w.server.call(method, path, w.c.token, **kw)
-        assert answer["code"] == 40001, (path, answer)
+        _isolated(w, w.server.call, method, path, body, mine)
     for method, path, body in [
         ("GET", "/adgroup/get/", {"advertiser_id": w.c.id, "adgroup_ids": f'["{mine}"]'}),
         (
@@ -742,22 +728,36 @@ def test_other_advertisers_get_errors_and_no_data(world: World) -> None:
         ("POST", "/adgroup/delete/", {"advertiser_id": w.c.id, "adgroup_ids": [mine]}),
         ("POST", "/reach/estimate/", {"advertiser_id": w.c.id, "adgroup_id": mine}),
     ]:
-        kw = {"params": body} if method == "GET" else {"json": body}
-        answer = w.server.likewise(method, path, w.c.token, **kw)
-        assert answer["code"] != 0 and not answer["data"], (path, answer)
-        missing = _with_missing_ids(body, w.customers, mine)
-        kw = {"params": missing} if method == "GET" else {"json": missing}
-        unknown = w.server.likewise(method, path, w.c.token, **kw)
-        assert unknown["code"] == answer["code"], (path, answer, unknown)
-        assert _masked(unknown["message"]) == _masked(answer["message"]), (path, answer, unknown)
-        mixed = {**body, "advertiser_id": w.a.id}
-        kw = {"params": mixed} if method == "GET" else {"json": mixed}
-        assert w.server.likewise(method, path, w.c.token, **kw)["code"] == 40001, path
+        _isolated(w, w.server.likewise, method, path, body, mine)
     # Nothing changed: A's ad group still has its audience.
     assert group_details(w, w.a, mine)["audience_ids"] == [w.customers]
     w.server.likewise(
         "POST", "/adgroup/delete/", w.a.token, json={"advertiser_id": w.a.id, "adgroup_ids": [mine]}
     )
+
+
+def _isolated(
+    w: World,
+    send: Callable[..., dict[str, Any]],
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    mine: str,
+) -> None:
+    """C, with its own advertiser id, naming A's audience or ad group: an error and no data,
+    worded exactly as for ids that do not exist (no oracle); with A's advertiser id: 40001
+    before anything is read."""
+
+    def ask(payload: dict[str, Any]) -> dict[str, Any]:
+        kw = {"params": payload} if method == "GET" else {"json": payload}
+        return send(method, path, w.c.token, **kw)
+
+    answer = ask(body)
+    assert answer["code"] != 0 and not answer["data"], (path, answer)
+    unknown = ask(_with_missing_ids(body, w.customers, mine))
+    assert unknown["code"] == answer["code"], (path, answer, unknown)
+    assert _masked(unknown["message"]) == _masked(answer["message"]), (path, answer, unknown)
+    assert ask({**body, "advertiser_id": w.a.id})["code"] == 40001, path
 
 
 MISSING_AUDIENCE = "6000000000000999999"
