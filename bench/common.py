@@ -100,3 +100,36 @@ def server(data_dir: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[b
 
 def gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB"
+
+
+def bare_server() -> tuple[str, subprocess.Popen[bytes]]:
+    """``bench/bare_app.py`` under uvicorn (the floor any endpoint of the stack pays): its URL
+    and process, which the caller stops."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.bare_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.post(url + "/open_api/v1.3/event/track/", content=b"{}", timeout=1)
+            return url, proc
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("bare server did not start") from None
+            time.sleep(0.1)

@@ -19,7 +19,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PeakRSS, free_port, server, work_dir
+from bench.common import PeakRSS, bare_server, server, work_dir
 
 BODIES_PER_SENDER = 50
 
@@ -122,37 +121,6 @@ def drain(log_dir: Path, timeout: float = 300.0) -> float:
             break
         time.sleep(0.05)
     return round(time.monotonic() - t0, 2)
-
-
-def bare_server() -> tuple[str, subprocess.Popen[bytes]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.bare_app:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.post(url + "/open_api/v1.3/event/track/", content=b"{}", timeout=1)
-            return url, proc
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("bare server did not start") from None
-            time.sleep(0.1)
 
 
 def main() -> None:

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -43,7 +41,8 @@ from pyroaring import BitMap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import free_port, server, work_dir
+from bench.common import bare_server, server, work_dir
+from likewise.domain.audience import Source, Status
 from likewise.domain.locations import location_of_country
 from likewise.runtime import Runtime
 from likewise.settings import Settings
@@ -95,8 +94,6 @@ def make_audiences(rt: Runtime, n_users: int, n_audiences: int, seed: int) -> di
         adv = advertisers[i % count]
         members = BitMap(rng.integers(0, n_users, size, dtype=np.int64).astype(np.uint32))
         with rt.db.session() as s:
-            from likewise.domain.audience import Source, Status
-
             a = rt.audiences.new_audience(
                 s, advertiser_id=adv, name=f"a{i}", source=Source.SEGMENT, status=Status.READY
             )
@@ -296,33 +293,8 @@ def http(data: Path, n_users: int, requests: int, seed: int) -> dict[str, Any]:
             assert time.monotonic() < deadline, "serving did not load"
             time.sleep(0.5)
         serving = latencies(url, "/admin/v1/serving/adgroups", params)
-    port = free_port()
-    bare = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.bare_app:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--http",
-            "httptools",
-            "--loop",
-            "uvloop",
-        ],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={**os.environ},
-    )
+    base_url, bare = bare_server()
     try:
-        base_url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                httpx.get(base_url + "/admin/v1/serving/adgroups", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
         floor = latencies(base_url, "/admin/v1/serving/adgroups", params)
     finally:
         bare.terminate()

@@ -468,16 +468,16 @@ class Audiences:
             version = audience.version if audience is not None else 0
         return self.members(audience_id, version)
 
-    def _latest(self, audience: Audience) -> BitMap:
+    def latest_members(self, audience: Audience) -> BitMap:
         live = self._live.get(audience.id)
         return live if live is not None else self.members(audience.id, audience.version)
 
     def reachable(self, audience: Audience) -> BitMap:
         """Members who may be targeted and counted: consent and erasure applied."""
-        return self._latest(audience) - self.graph.excluded()
+        return self.latest_members(audience) - self.graph.excluded()
 
-    def usable(self, audience: Audience) -> tuple[bool, str]:
-        """Whether the audience may be targeted now (``is_valid``), and why not."""
+    def validity(self, audience: Audience) -> tuple[bool, int, str]:
+        """``(is_valid, cover_num, msg)`` now: what ``get`` shows and what targeting obeys."""
         life = Lifecycle(
             audience.created_at,
             audience.modified_at,
@@ -485,18 +485,28 @@ class Audiences:
             audience.retention_in_days,
         )
         reachable = (
-            self._latest(audience).difference_cardinality(self.graph.excluded())
+            self.latest_members(audience).difference_cardinality(self.graph.excluded())
             if audience.status == Status.READY
             else 0
         )
-        is_valid, _, msg = validity(
+        return validity(
             status=Status(audience.status),
             reachable=reachable,
             min_size=self.settings.min_audience_size,
             expired=life.is_expired(self.clock()),
             error_msg=audience.error_msg,
         )
+
+    def usable(self, audience: Audience) -> tuple[bool, str]:
+        """Whether the audience may be targeted now (``is_valid``), and why not."""
+        is_valid, _, msg = self.validity(audience)
         return is_valid, msg
+
+    def find_visible(self, s: Session, advertiser_id: int, audience_id: int) -> Audience | None:
+        """The audience, if the advertiser may see and use it (its own or shared with it)."""
+        return s.execute(
+            select(Audience).where(self.visible_to(advertiser_id), Audience.id == audience_id)
+        ).scalar_one_or_none()
 
     def _owned(self, advertiser_id: int, audience_id: int) -> Audience:
         with self.db.session() as s:
@@ -552,18 +562,7 @@ class Audiences:
         now = self.clock()
         life = Lifecycle(a.created_at, a.modified_at, a.last_used_at, a.retention_in_days)
         expired = life.is_expired(now)
-        reachable = (
-            self._latest(a).difference_cardinality(self.graph.excluded())
-            if a.status == Status.READY
-            else 0
-        )
-        is_valid, cover, msg = validity(
-            status=Status(a.status),
-            reachable=reachable,
-            min_size=self.settings.min_audience_size,
-            expired=expired,
-            error_msg=a.error_msg,
-        )
+        is_valid, cover, msg = self.validity(a)
         shared_count = s.execute(
             select(func.count()).select_from(AudienceShare).where(AudienceShare.audience_id == a.id)
         ).scalar_one()

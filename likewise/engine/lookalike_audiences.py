@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -136,11 +136,7 @@ class LookalikeAudiences:
         error (code 40002)."""
         field = "lookalike_spec.source_audience_id"
         with self.db.session() as s:
-            seed = s.execute(
-                select(Audience).where(
-                    self.audiences.visible_to(advertiser_id), Audience.id == seed_id
-                )
-            ).scalar_one_or_none()
+            seed = self.audiences.find_visible(s, advertiser_id, seed_id)
         if seed is None:
             raise InvalidParameter(
                 f"source audience {seed_id} does not exist or is not shared with advertiser "
@@ -468,7 +464,3 @@ class LookalikeAudiences:
     def _round(self) -> None:
         self.merge_features()
         self.refresh_due()
-
-
-def spec_of(row: AudienceLookalike) -> Mapping[str, Any]:
-    return dict(row.spec)

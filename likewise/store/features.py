@@ -174,12 +174,8 @@ class FeatureStore:
             erased = sorted((self.folder / "erased").glob("*.parquet"))
             deltas = sorted((self.folder / "delta").glob("*.parquet"))
             base = self.folder / f"base-{generation}.parquet"
-            stale = (
-                min_month is not None
-                and base.exists()
-                and self._oldest_month(base) is not None
-                and self._oldest_month(base) < min_month  # type: ignore[operator]
-            )
+            oldest = self._oldest_month(base) if min_month is not None and base.exists() else None
+            stale = oldest is not None and min_month is not None and oldest < min_month
             gone = BitMap(forget)
             if gone and base.exists() and not deltas and not erased and not stale:
                 stale = self._holds_any(base, gone)

@@ -228,8 +228,9 @@ class AdGroups:
         with self.db.session() as s:
             groups = [self._owned(s, advertiser_id, i, field="adgroup_ids") for i in ad_group_ids]
             audience = self._visible_audience(s, advertiser_id, audience_id)
+            applied = {g.id: self._applied(s, g.id).get(audience_id) for g in groups}
             for group in groups:
-                current = self._applied(s, group.id).get(audience_id)
+                current = applied[group.id]
                 if action == "DISCONNECT":
                     if current is None:
                         raise InvalidParameter(
@@ -248,16 +249,10 @@ class AdGroups:
                         field="usage_mode",
                     )
             for group in groups:
-                current = self._applied(s, group.id).get(audience_id)
+                current = applied[group.id]
                 if action == "DISCONNECT":
                     assert current is not None
-                    s.execute(
-                        delete(AdGroupAudience).where(
-                            AdGroupAudience.ad_group_id == group.id,
-                            AdGroupAudience.audience_id == audience_id,
-                        )
-                    )
-                    self._log(s, group, audience_id, "DISCONNECT", current, editor)
+                    self._detach(s, group, audience_id, current, editor)
                 elif current is None:
                     assert mode is not None
                     self._attach(s, group, audience_id, mode)
@@ -330,13 +325,7 @@ class AdGroups:
             )
         ).all()
         for group, mode in rows:
-            s.execute(
-                delete(AdGroupAudience).where(
-                    AdGroupAudience.ad_group_id == group.id,
-                    AdGroupAudience.audience_id == audience_id,
-                )
-            )
-            self._log(s, group, audience_id, "DISCONNECT", UsageMode(mode), editor)
+            self._detach(s, group, audience_id, UsageMode(mode), editor)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -352,11 +341,7 @@ class AdGroups:
         return group
 
     def _visible_audience(self, s: Session, advertiser_id: int, audience_id: int) -> Audience:
-        audience = s.execute(
-            select(Audience).where(
-                self.audiences.visible_to(advertiser_id), Audience.id == audience_id
-            )
-        ).scalar_one_or_none()
+        audience = self.audiences.find_visible(s, advertiser_id, audience_id)
         if audience is None:
             raise NotFound(
                 f"custom audience {audience_id} does not exist", field="custom_audience_id"
@@ -398,6 +383,17 @@ class AdGroups:
         s.add(AdGroupAudience(ad_group_id=group.id, audience_id=audience_id, usage_mode=mode.value))
         s.flush()
 
+    def _detach(
+        self, s: Session, group: AdGroup, audience_id: int, mode: UsageMode, editor: str
+    ) -> None:
+        s.execute(
+            delete(AdGroupAudience).where(
+                AdGroupAudience.ad_group_id == group.id,
+                AdGroupAudience.audience_id == audience_id,
+            )
+        )
+        self._log(s, group, audience_id, "DISCONNECT", mode, editor)
+
     def _set_audiences(
         self, s: Session, group: AdGroup, included: list[int], excluded: list[int], editor: str
     ) -> None:
@@ -417,13 +413,7 @@ class AdGroups:
             self._check_usable(s, audience, group)
         for audience_id, mode in current.items():
             if wanted.get(audience_id) != mode:
-                s.execute(
-                    delete(AdGroupAudience).where(
-                        AdGroupAudience.ad_group_id == group.id,
-                        AdGroupAudience.audience_id == audience_id,
-                    )
-                )
-                self._log(s, group, audience_id, "DISCONNECT", mode, editor)
+                self._detach(s, group, audience_id, mode, editor)
         s.flush()
         for audience_id, mode in wanted.items():
             if current.get(audience_id) != mode:

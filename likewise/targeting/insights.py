@@ -13,12 +13,10 @@ from typing import Any
 
 import numpy as np
 from pyroaring import BitMap
-from sqlalchemy import select
 
 from likewise.domain.targeting import GENDERS, Targeting, parse_targeting
 from likewise.engine.audiences import Audiences
 from likewise.errors import InvalidParameter, NotFound
-from likewise.store.models import Audience
 from likewise.targeting.ad_groups import AdGroups, parse_ids
 from likewise.targeting.serving import AGE_BAND, MembershipServer
 
@@ -50,11 +48,7 @@ class Insights:
 
     def _reachable(self, advertiser_id: int, audience_id: int, field: str) -> tuple[str, BitMap]:
         with self.audiences.db.session() as s:
-            audience = s.execute(
-                select(Audience).where(
-                    self.audiences.visible_to(advertiser_id), Audience.id == audience_id
-                )
-            ).scalar_one_or_none()
+            audience = self.audiences.find_visible(s, advertiser_id, audience_id)
         if audience is None:
             raise NotFound(f"custom audience {audience_id} does not exist", field=field)
         return audience.name, self.audiences.reachable(audience)

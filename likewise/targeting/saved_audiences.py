@@ -18,7 +18,7 @@ from likewise.domain.targeting import parse_targeting
 from likewise.engine.audiences import Audiences
 from likewise.errors import InvalidParameter, LimitExceeded, NotFound
 from likewise.store.db import Database
-from likewise.store.models import Audience, SavedAudience
+from likewise.store.models import SavedAudience
 from likewise.targeting.ad_groups import parse_ids
 
 SAVED_AUDIENCE_ID_START = 1_900_000_000_000_000_000
@@ -83,12 +83,7 @@ class SavedAudiences:
         with self.db.session() as s:
             for field, ids in (("audience_ids", included), ("excluded_audience_ids", excluded)):
                 for audience_id in ids:
-                    visible = s.execute(
-                        select(Audience.id).where(
-                            self.audiences.visible_to(advertiser_id), Audience.id == audience_id
-                        )
-                    ).scalar_one_or_none()
-                    if visible is None:
+                    if self.audiences.find_visible(s, advertiser_id, audience_id) is None:
                         raise InvalidParameter(
                             f"{field}: custom audience {audience_id} does not exist",
                             field=field,

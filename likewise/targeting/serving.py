@@ -27,7 +27,7 @@ from pyroaring import BitMap
 from sqlalchemy import select
 
 from likewise.background import Periodic
-from likewise.domain.audience import Lifecycle, Status
+from likewise.domain.audience import Status
 from likewise.domain.targeting import AGE_GROUPS, GENDERS
 from likewise.engine.audiences import Audiences
 from likewise.lookalike.features import Demographics, demographics, user_count
@@ -270,31 +270,37 @@ class MembershipServer:
 
     def reload(self) -> None:
         """Everything again: users, every audience's members, ad groups."""
-        with self.audiences.db.session() as s:
-            ids = list(
-                s.execute(
-                    select(Audience.id).where(
-                        Audience.deleted.is_(False), Audience.status == Status.READY.value
-                    )
-                ).scalars()
-            )
         users = self._load_users()
         with self._lock:
             self._groups = tuple(self.ad_groups.active())
-            members = {a: self.audiences.current_members(a) for a in ids}
+            members: dict[int, BitMap] = {}
+            usable = set()
+            for a in self._ready():
+                members[a.id] = self.audiences.latest_members(a)
+                if self.audiences.usable(a)[0]:
+                    usable.add(a.id)
             excluded = self.graph.excluded()
-            usable = frozenset(a for a in ids if self._usable(a, members[a], excluded))
-            self._swap(members=members, usable=usable, excluded=excluded, users=users)
+            self._swap(members=members, usable=frozenset(usable), excluded=excluded, users=users)
 
     def reload_users(self) -> None:
         users = self._load_users()
         with self._lock:
-            excluded = self.graph.excluded()
-            snap = self._snap
+            known = self._snap.members
             usable = frozenset(
-                a for a in snap.members if self._usable(a, snap.members[a], excluded)
+                a.id for a in self._ready() if a.id in known and self.audiences.usable(a)[0]
             )
-            self._swap(usable=usable, excluded=excluded, users=users)
+            self._swap(usable=usable, excluded=self.graph.excluded(), users=users)
+
+    def _ready(self) -> list[Audience]:
+        """Every audience with members to serve, in one query."""
+        with self.audiences.db.session() as s:
+            return list(
+                s.execute(
+                    select(Audience).where(
+                        Audience.deleted.is_(False), Audience.status == Status.READY.value
+                    )
+                ).scalars()
+            )
 
     def _load_users(self) -> Users:
         mark = self.graph.change_mark()
@@ -328,30 +334,21 @@ class MembershipServer:
                 clashes = {str(e): int(u) for e, u in rows}
         return h[~clash], uid[~clash], clashes
 
-    def _usable(self, audience_id: int, members: BitMap, excluded: BitMap) -> bool:
-        with self.audiences.db.session() as s:
-            a = s.get(Audience, audience_id)
-            if a is None or a.deleted or a.status != Status.READY.value:
-                return False
-            life = Lifecycle(a.created_at, a.modified_at, a.last_used_at, a.retention_in_days)
-            if life.is_expired(self.audiences.clock()):
-                return False
-        return members.difference_cardinality(excluded) >= self.audiences.settings.min_audience_size
-
     def _audience_changed(self, audience_id: int) -> None:
         with self._lock:
             snap = self._snap
             with self.audiences.db.session() as s:
                 a = s.get(Audience, audience_id)
-                gone = a is None or a.deleted or a.status != Status.READY.value
             members = dict(snap.members)
             usable = set(snap.usable)
             usable.discard(audience_id)
+            gone = a is None or a.deleted or a.status != Status.READY.value
             if gone:
                 members.pop(audience_id, None)
             else:
-                members[audience_id] = self.audiences.current_members(audience_id)
-                if self._usable(audience_id, members[audience_id], snap.excluded):
+                assert a is not None
+                members[audience_id] = self.audiences.latest_members(a)
+                if self.audiences.usable(a)[0]:
                     usable.add(audience_id)
             same = (audience_id in usable) == (audience_id in snap.usable)
             if same and not gone and audience_id in snap.plan.columns:

@@ -8,6 +8,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,9 @@ class Clock:
 
 
 @pytest.fixture
-def setup(tmp_path) -> Iterator[tuple[Server, Clock, str, str]]:  # type: ignore[no-untyped-def]
+def setup(tmp_path: Path) -> Iterator[tuple[Server, Clock, str, str, str]]:
+    """A server on a clock the test moves, a platform, an advertiser and a seed:
+    ``(server, clock, advertiser_id, token, seed_id)``."""
     clock = Clock()
     with serve(tmp_path / "data", clock=clock, min_audience_size=20) as server:
         users = generate_users(3000, seed=5)
@@ -36,20 +39,8 @@ def setup(tmp_path) -> Iterator[tuple[Server, Clock, str, str]]:  # type: ignore
         advertiser_id, token = server.advertiser("Refresh")
         emails = ground_truth_identifiers(users).column("email_basic").to_pylist()
         content = "\n".join(hashlib.sha256(e.encode()).hexdigest() for e in emails[:400] if e)
-        up = server.upload(token, advertiser_id, content.encode())
-        made = server.call(
-            "POST",
-            "/dmp/custom_audience/create/",
-            token,
-            json={
-                "advertiser_id": advertiser_id,
-                "custom_audience_name": "seed",
-                "calculate_type": "EMAIL_SHA256",
-                "file_paths": [up["data"]["file_path"]],
-            },
-        )
-        server.wait_jobs()
-        yield server, clock, advertiser_id, token, made["data"]["custom_audience_id"]  # type: ignore[misc]
+        seed = server.file_audience(token, advertiser_id, content.encode(), "seed")
+        yield server, clock, advertiser_id, token, seed
 
 
 def _lookalike(server: Server, token: str, advertiser_id: str, seed: str) -> str:
@@ -107,7 +98,9 @@ def _builds(server: Server, token: str, advertiser_id: str, audience: str) -> li
     return [h["action_detail"] for h in history if h["action"] == "CALCULATED"]
 
 
-def test_refreshed_twice_a_week_only_while_applied_to_an_active_ad_group(setup) -> None:  # type: ignore[no-untyped-def]
+def test_refreshed_twice_a_week_only_while_applied_to_an_active_ad_group(
+    setup: tuple[Server, Clock, str, str, str],
+) -> None:
     server, clock, advertiser_id, token, seed = setup
     applied = _lookalike(server, token, advertiser_id, seed)
     idle = _lookalike(server, token, advertiser_id, seed)

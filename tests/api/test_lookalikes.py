@@ -97,26 +97,6 @@ def _wait_ready(server: Server, token: str, advertiser_id: str, audience_id: str
         time.sleep(0.1)
 
 
-def _customer_file_audience(server: Server, token: str, adv: str, content: bytes) -> str:
-    up = server.upload(token, adv, content)
-    assert up["code"] == 0, up
-    made = server.call(
-        "POST",
-        "/dmp/custom_audience/create/",
-        token,
-        json={
-            "advertiser_id": adv,
-            "custom_audience_name": "purchasers file",
-            "calculate_type": "EMAIL_SHA256",
-            "file_paths": [up["data"]["file_path"]],
-        },
-    )
-    assert made["code"] == 0, made
-    audience_id = str(made["data"]["custom_audience_id"])
-    assert _wait_ready(server, token, adv, audience_id)["status"] == "READY"
-    return audience_id
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     now = int(time.time())
@@ -167,9 +147,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         uid_of_row = np.array([ids[u] for u in users.column("user_id").to_pylist()])
 
         buyers = past.purchasers(advertiser_id)
-        file_seed = _customer_file_audience(
-            server, token, advertiser_id, _email_file(users, buyers)
-        )
+        file_seed = server.file_audience(token, advertiser_id, _email_file(users, buyers))
         rule = server.call(
             "POST",
             "/dmp/custom_audience/rule/create/",
@@ -204,9 +182,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         assert rule["code"] == 0, rule
         rule_seed = str(rule["data"]["custom_audience_id"])
         assert _wait_ready(server, token, advertiser_id, rule_seed)["status"] == "READY"
-        small_seed = _customer_file_audience(
-            server, token, advertiser_id, _email_file(users, buyers[:40])
-        )
+        small_seed = server.file_audience(token, advertiser_id, _email_file(users, buyers[:40]))
         other = server.advertiser("Elsewhere")
 
         config = business_api_client.Configuration()
@@ -588,7 +564,7 @@ def test_update_and_delete_take_only_own_lookalikes(world: World) -> None:
 def test_deleted_seed_stops_refresh_with_a_message(world: World) -> None:
     w = world
     buyers = w.past.purchasers(w.advertiser_id)
-    seed = _customer_file_audience(w.server, w.token, w.advertiser_id, _email_file(w.users, buyers))
+    seed = w.server.file_audience(w.token, w.advertiser_id, _email_file(w.users, buyers))
     lal = _create(w, "orphan", _spec(seed))["custom_audience_id"]
     _wait_ready(w.server, w.token, w.advertiser_id, lal)
     members = _members(w, lal)

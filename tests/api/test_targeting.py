@@ -68,22 +68,7 @@ def _emails(users_table: Any) -> list[str | None]:
 
 def _file_audience(server: Server, adv: Adv, name: str, emails: list[str]) -> str:
     content = "\n".join(hashlib.sha256(e.encode()).hexdigest() for e in emails).encode()
-    up = server.upload(adv.token, adv.id, content)
-    assert up["code"] == 0, up
-    made = server.call(
-        "POST",
-        "/dmp/custom_audience/create/",
-        adv.token,
-        json={
-            "advertiser_id": adv.id,
-            "custom_audience_name": name,
-            "calculate_type": "EMAIL_SHA256",
-            "file_paths": [up["data"]["file_path"]],
-        },
-    )
-    assert made["code"] == 0, made
-    server.wait_jobs()
-    return str(made["data"]["custom_audience_id"])
+    return server.file_audience(adv.token, adv.id, content, name)
 
 
 @pytest.fixture(scope="module")

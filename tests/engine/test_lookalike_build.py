@@ -7,7 +7,6 @@ written here, so the structure is known exactly: the seed's taste group must com
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from pyroaring import BitMap
 
 from likewise.domain.lookalike import MobileOS
@@ -154,15 +153,48 @@ def test_models_are_linear_and_demographics_only_ignores_taste() -> None:
     assert abs(d[0::2].mean() - d[1::2].mean()) < 0.2
 
 
-@pytest.mark.parametrize("dim", [0, 1])
-def test_tiny_vocabularies(dim: int) -> None:
-    """One item: no embedding can be learned; the builder still works on demographics."""
+def test_one_item_learns_no_embedding_and_demographics_still_rank() -> None:
+    """One item: no embedding can be learned; the builder still ranks on demographics."""
+    n = 400
     matrix = FeatureMatrix(
-        np.arange(10, dtype=np.uint32),
-        np.zeros(10, np.uint32),
-        np.ones(10, np.float32),
-        ["category:x"][: max(dim, 1)],
+        np.arange(n, dtype=np.uint32),
+        np.zeros(n, np.uint32),
+        np.ones(n, np.float32),
+        ["category:x"],
         1,
     )
-    x = tfidf(matrix, 10)
-    assert embed(x).shape == (10, 0)
+    embedding = embed(tfidf(matrix, n))
+    assert embedding.shape == (n, 0)
+    codes = np.zeros((n, 5), np.uint8)
+    codes[:, 0] = 1  # everyone in the US
+    codes[:, 1] = 1 + np.arange(n) % 2  # even users iOS, odd Android
+    labels = (
+        ("unknown", "US"),
+        ("unknown", "ios", "android"),
+        ("unknown",),
+        ("unknown",),
+        ("unknown",),
+    )
+    demo = Demographics(codes, labels, codes[:, 0].astype(np.uint16), ("unknown", "US"))
+    f = UserFeatures(
+        n=n,
+        embedding=embedding,
+        demographics=demo,
+        excluded=BitMap(),
+        items=1,
+        engaged=n,
+        version=(1, 0),
+    )
+    seed = BitMap(range(0, 200, 2))  # 100 iOS users
+    result = build_lookalike(
+        f,
+        seed,
+        countries=["US"],
+        os=MobileOS.ALL,
+        share=0.25,
+        include_source=False,
+        excluded=BitMap(),
+    )
+    members = np.array(result.members.to_array())
+    assert len(members) == 100 and not (result.members & seed)
+    assert (members % 2 == 0).all()  # the seed's OS: the only signal there is

@@ -64,10 +64,10 @@ def adgroups(
 @router.post("/adgroups")
 def adgroups_batch(body: BodyDep, runtime: RuntimeDep) -> EnvelopeResponse:
     users = _users(runtime, parse(Batch, body))
-    serving = runtime.serving
+    # One pass for the whole batch: an intersection per audience, then matrix products.
+    found = runtime.serving.eligible_ad_groups_many([u for _, u in users if u is not None])
     results: dict[str, Any] = {
-        key: [str(i) for i in serving.eligible_ad_groups(u)] if u is not None else []
-        for key, u in users
+        key: [str(i) for i in found[u]] if u is not None else [] for key, u in users
     }
     return ok({"results": results})
 
