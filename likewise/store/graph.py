@@ -71,6 +71,7 @@ class PlatformGraph:
         # Told when this process changed who is excluded (consent, erasure, an import);
         # changes by another process are seen through the file (excluded_file).
         self.excluded_listeners: list[Callable[[], None]] = []
+        self._excluded_changed = False
 
     def change_mark(self) -> int:
         """A number that changes when the graph's files do (its database and write-ahead log):
@@ -119,8 +120,15 @@ class PlatformGraph:
     @contextmanager
     def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection for a change; changes in this process are serialised."""
-        with self._write_lock, self.connect() as con:
-            yield con
+        with self._write_lock:
+            self._excluded_changed = False
+            with self.connect() as con:
+                yield con
+            changed = self._excluded_changed
+        # Listeners hear of it once the connection is closed: they may read the graph.
+        if changed:
+            for listener in self.excluded_listeners:
+                listener()
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -153,8 +161,7 @@ class PlatformGraph:
         tmp = self.excluded_file.with_suffix(".tmp")
         tmp.write_bytes(bitmap.serialize())
         tmp.replace(self.excluded_file)
-        for listener in self.excluded_listeners:
-            listener()
+        self._excluded_changed = True  # told when the writing connection closes
 
     def match(self, key_files: list[Path]) -> MatchResult:
         """Users matched by the keys in these parquet files ``(row_no, k, kmask)``."""
@@ -300,7 +307,7 @@ class PlatformGraph:
                    os = NULL, updated_at = now() WHERE uid IN (SELECT uid FROM hit)"""
             )
             self.write_excluded(con)
-            con.execute("CHECKPOINT")  # deleted rows leave the database file now
+            _checkpoint(con)  # deleted rows leave the database file now
         known = set(found.column("ext_id").to_pylist())
         uids = [int(u) for u in found.column("uid").to_pylist()]
         return uids, [x for x in ext_ids if x not in known]
@@ -327,3 +334,17 @@ class PlatformGraph:
             ).to_arrow_table()
         finally:
             con.unregister("q_ext")
+
+
+def _checkpoint(con: duckdb.DuckDBPyConnection, wait_seconds: float = 30.0) -> None:
+    """``CHECKPOINT``, waiting for readers in this process (a lookalike build, the serving
+    snapshot) to finish their transactions: DuckDB refuses it while another is open."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            con.execute("CHECKPOINT")
+            return
+        except duckdb.TransactionException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
