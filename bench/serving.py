@@ -8,11 +8,13 @@ service (``AdGroups.create``: targeting, included and excluded audiences, usabil
 
 Measured:
 
-1. loading everything into :class:`~likewise.targeting.serving.MembershipServer` (time, memory
-   of all memberships: the bitmaps' size and the process's RSS growth);
-2. in-process: ``contains(audience, uid)`` per second, and ``eligible_ad_groups(uid)`` per
-   second; baseline in the same run: the same logic over Python sets (for the audiences the ad
-   groups use; sets of all 10,000 audiences would not fit in memory);
+1. loading everything into :class:`~likewise.targeting.serving.MembershipServer` and building
+   its per-user index (time, memory of all memberships: the bitmaps' and the index's size, and
+   the process's RSS growth);
+2. in-process: ``contains(audience, uid)`` per second (baseline: bare pyroaring lookups of the
+   same pairs), ``eligible_ad_groups(uid)`` per second (baseline in the same run: the same logic
+   over Python sets, for the audiences the ad groups use; sets of all 10,000 audiences would not
+   fit in memory), ``audiences_of(uid)`` per second (baseline: a lookup in every bitmap);
 3. HTTP: ``GET /admin/v1/serving/adgroups?uid=`` p50 / p99 on a real ``likewise serve``;
    baseline in the same run: a bare endpoint of the same framework and server
    (``bench/bare_app.py``), the floor any endpoint pays.
@@ -229,6 +231,21 @@ def in_process(rt: Runtime, n_users: int, checks: int, seed: int) -> dict[str, A
         total += len(eligible(u))
     out["eligible_per_second"] = round(n_elig / (time.perf_counter() - t0))
     out["mean_eligible_ad_groups"] = round(total / n_elig, 1)
+    audiences_of = serving.audiences_of
+    t0 = time.perf_counter()
+    total = 0
+    for u in uids[:n_elig].tolist():
+        total += len(audiences_of(u))
+    out["audiences_of_per_second"] = round(n_elig / (time.perf_counter() - t0))
+    out["mean_audiences_of"] = round(total / n_elig, 1)
+    # Its baseline: a lookup in every usable audience's bitmap (what serving does without
+    # the per-user index).
+    usable = sorted(snap.usable)
+    n_scan = min(n_elig, 300)
+    t0 = time.perf_counter()
+    for u in uids[:n_scan].tolist():
+        [a for a in usable if u in bitmaps[a] and u not in snap.excluded]
+    out["audiences_of_over_bitmaps_per_second"] = round(n_scan / (time.perf_counter() - t0))
     # Batch form: one audience against many users at once.
     batch = uids[:100_000].tolist()
     t0 = time.perf_counter()
@@ -246,6 +263,9 @@ def in_process(rt: Runtime, n_users: int, checks: int, seed: int) -> dict[str, A
     )
     out["ratio_eligible_vs_sets"] = round(
         out["eligible_per_second"] / base["eligible_per_second"], 2
+    )
+    out["ratio_audiences_of_vs_bitmaps"] = round(
+        out["audiences_of_per_second"] / out["audiences_of_over_bitmaps_per_second"], 1
     )
     return out
 
@@ -273,22 +293,15 @@ def http(data: Path, n_users: int, requests: int, seed: int) -> dict[str, Any]:
     params = [{"uid": int(u)} for u in rng.integers(0, n_users, requests)]
     env = {"LIKEWISE_MIN_AUDIENCE_SIZE": str(MIN_SIZE), "LIKEWISE_EVENT_WORKER": "false"}
     with server(data, **env) as (url, _proc):
-        # Serving has loaded once ad groups show up for someone.
-        deadline = time.monotonic() + 600
+        # Serving has loaded, and built its per-user index over every audience.
+        deadline = time.monotonic() + 900
         while True:
             got = httpx.get(
-                url + "/admin/v1/serving/adgroups",
-                params={"uid": 1},
-                headers={"X-Admin-Token": "bench"},
-                timeout=30,
+                url + "/admin/v1/serving/status", headers={"X-Admin-Token": "bench"}, timeout=30
             ).json()
-            loaded = httpx.get(
-                url + "/admin/v1/serving/audiences",
-                params={"uid": 1},
-                headers={"X-Admin-Token": "bench"},
-                timeout=30,
-            ).json()
-            if got["code"] == 0 and (got["data"]["adgroup_ids"] or loaded["data"]["known"]):
+            assert got["code"] == 0, got
+            index = got["data"]["index"]
+            if got["data"]["audiences"] and index["built"] and not index["stale_audiences"]:
                 break
             assert time.monotonic() < deadline, "serving did not load"
             time.sleep(0.5)
@@ -315,6 +328,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument(
+        "--reuse-data",
+        action="store_true",
+        help="the data directory holds a previous run's setup: measure only",
+    )
     args = ap.parse_args()
     data = args.data_dir or work_dir() / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -326,10 +344,13 @@ def main() -> None:
     }
 
     t0 = time.perf_counter()
-    write_users(data, args.users)
-    rt = Runtime(settings)
-    audiences = make_audiences(rt, args.users, args.audiences, args.seed)
-    make_ad_groups(rt, audiences, args.ad_groups, args.seed)
+    if args.reuse_data and (data / "platform.duckdb").exists():
+        rt = Runtime(settings)
+    else:
+        write_users(data, args.users)
+        rt = Runtime(settings)
+        audiences = make_audiences(rt, args.users, args.audiences, args.seed)
+        make_ad_groups(rt, audiences, args.ad_groups, args.seed)
     result["setup_seconds"] = round(time.perf_counter() - t0, 1)
     log(f"setup: {result['setup_seconds']} s")
 
@@ -338,13 +359,19 @@ def main() -> None:
     t0 = time.perf_counter()
     rt.serving.reload()
     result["load_seconds"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    index = rt.serving.build_index()
+    result["index_seconds"] = round(time.perf_counter() - t0, 1)
     snap = rt.serving.snapshot
+    assert len(snap.view.current) == len(snap.members)
     bitmap_bytes = sum(_bitmap_bytes(b) for b in snap.members.values())
     members = sum(len(b) for b in snap.members.values())
     result["memberships"] = {
         "members": members,
         "bitmap_bytes": bitmap_bytes,
         "bitmap_gib": round(bitmap_bytes / 2**30, 3),
+        "user_index_gib": round(index.nbytes / 2**30, 3),
+        "all_gib": round((bitmap_bytes + index.nbytes) / 2**30, 3),
         "rss_growth_gib": round((proc.memory_info().rss - before) / 2**30, 3),
         "users_index_mib": round(_users_bytes(snap.users) / 2**20, 1),
     }

@@ -113,7 +113,11 @@ class Runtime:
         )
         # What the operator's ad server asks on every request.
         self.serving = MembershipServer(
-            audiences=self.audiences, ad_groups=self.ad_groups, graph=self.graph
+            audiences=self.audiences,
+            ad_groups=self.ad_groups,
+            graph=self.graph,
+            index=settings.serving_index,
+            index_rebuild_seconds=settings.serving_index_rebuild_seconds,
         )
         self.insights = Insights(
             audiences=self.audiences, ad_groups=self.ad_groups, serving=self.serving

@@ -102,6 +102,17 @@ class Settings(BaseSettings):
         description="How often new engagement is merged into the lookalike features (a "
         "lookalike build merges first too).",
     )
+    serving_index: bool = Field(
+        default=True,
+        description="Keep a per-user index of audience memberships for serving (about 2 bytes "
+        "per membership more; single checks over many audiences about twice as fast).",
+    )
+    serving_index_rebuild_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Audiences changed since the serving index was built are answered from "
+        "their bitmaps; the index is built again after this long (or sooner when they are big).",
+    )
     job_workers: int = Field(default=2, description="Threads running audience jobs.")
     duckdb_threads: int = Field(default=2, description="Threads DuckDB may use for matching.")
     duckdb_memory_limit: str = Field(default="3GB", description="DuckDB memory limit.")

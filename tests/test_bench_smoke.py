@@ -95,6 +95,7 @@ def test_serving_benchmark_smoke() -> None:
     assert inner["contains_per_second_all_audiences"] > 0
     assert inner["baseline_python_sets"]["contains_per_second"] > 0
     assert inner["mean_eligible_ad_groups"] > 0  # ad groups without targeting match someone
+    assert inner["audiences_of_per_second"] > 0 and out["memberships"]["user_index_gib"] >= 0
     assert out["http"]["serving"]["requests"] == 200
     assert isinstance(out["targets"]["http_p99<=3ms"], bool)
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -34,10 +36,15 @@ from likewise.lookalike.features import Demographics, demographics, user_count
 from likewise.store.graph import PlatformGraph
 from likewise.store.models import Audience
 from likewise.targeting.ad_groups import AdGroups, AdGroupView
+from likewise.targeting.user_index import IndexView, UserIndex
 
 log = logging.getLogger(__name__)
 
 GRAPH_POLL_SECONDS = 2.0
+INDEX_POLL_SECONDS = 2.0
+# The per-user index is built again once the audiences it cannot answer for hold this share
+# of its memberships, or are older than ``index_rebuild_seconds``.
+INDEX_STALE_SHARE = 0.1
 AGE_BAND = {g: i + 1 for i, g in enumerate(AGE_GROUPS)}  # lookalike.features' band codes
 _NO_BITMAPS: tuple[BitMap, ...] = ()
 
@@ -142,6 +149,7 @@ class Snapshot:
     plan: Plan
     ad_groups: tuple[AdGroupView, ...] = ()
     servable: dict[int, BitMap] = field(default_factory=dict)  # members of usable audiences
+    view: IndexView = field(default_factory=IndexView.none)  # the per-user index, if built
 
 
 class MembershipServer:
@@ -151,15 +159,23 @@ class MembershipServer:
         audiences: Audiences,
         ad_groups: AdGroups,
         graph: PlatformGraph,
+        index: bool = True,
+        index_rebuild_seconds: float = 600.0,
     ) -> None:
         self.audiences = audiences
         self.ad_groups = ad_groups
         self.graph = graph
+        self.use_index = index
+        self.index_rebuild_seconds = index_rebuild_seconds
+        self._index: UserIndex | None = None
         self._groups: tuple[AdGroupView, ...] = ()  # active ad groups, as last read
         self._lock = threading.Lock()  # writers; readers never take it
         self._snap = Snapshot({}, frozenset(), BitMap(), Users.empty(), Plan.empty())
         self._graph_mark: int | None = None
         self._rounds = Periodic("serving", lambda: GRAPH_POLL_SECONDS, self._poll)
+        self._index_rounds = Periodic(
+            "serving-index", lambda: INDEX_POLL_SECONDS, self._maybe_build_index
+        )
         audiences.add_listener(self._audience_changed)
         ad_groups.add_listener(self._ad_groups_changed)
         graph.excluded_listeners.append(self._excluded_changed)
@@ -168,6 +184,16 @@ class MembershipServer:
 
     def contains(self, audience_id: int, uid: int) -> bool:
         snap = self._snap
+        view = snap.view
+        slot = view.checks.get(audience_id)
+        if slot is not None:  # UserIndex.has, inline: this is the hottest path there is
+            if not 0 <= uid < view.users:
+                return False
+            at = view.offset_at
+            hi = at[uid + 1]
+            slots = view.slot_at
+            i = bisect_left(slots, slot, at[uid], hi)
+            return i < hi and slots[i] == slot and uid not in snap.excluded
         members = snap.servable.get(audience_id)
         return members is not None and uid in members and uid not in snap.excluded
 
@@ -185,6 +211,15 @@ class MembershipServer:
         if uid in snap.excluded:
             return []
         members = snap.members
+        view = snap.view
+        if view.index is not None:
+            slots = view.index.slots_of(uid)
+            found = view.index.audiences[slots[view.servable_slot[slots]]].tolist()
+            found += [a for a in view.stale_servable if uid in members[a]]
+            if among is not None:
+                wanted = set(among)
+                found = [a for a in found if a in wanted]
+            return sorted(found)
         ids = snap.usable if among is None else (a for a in among if a in snap.usable)
         return sorted(a for a in ids if uid in members[a])
 
@@ -199,11 +234,16 @@ class MembershipServer:
         else:
             c = o = a = g = 0
         ok = p.country_ok[c] & p.os_ok[o] & p.age_ok[a] & p.gender_ok[g]
-        hits = (
-            [j for j, b in enumerate(p.audiences) if uid in b]
-            if uid not in snap.excluded  # opted out or erased: in no audience
-            else []
-        )
+        hits: list[int] = []
+        view = snap.view
+        if uid in snap.excluded:  # opted out or erased: in no audience
+            pass
+        elif view.index is not None:
+            columns = view.plan_column[view.index.slots_of(uid)]
+            hits = columns[columns >= 0].tolist()
+            hits += [j for j, b in view.plan_stale if uid in b]
+        else:
+            hits = [j for j, b in enumerate(p.audiences) if uid in b]
         if hits:
             ok &= ~p.exclude[:, hits].any(axis=1)
             ok &= p.include[:, hits].any(axis=1) | ~p.has_include
@@ -251,14 +291,76 @@ class MembershipServer:
     def snapshot(self) -> Snapshot:
         return self._snap
 
+    def status(self) -> dict[str, object]:
+        """What is loaded, and how much of it the per-user index answers for."""
+        snap = self._snap
+        view = snap.view
+        index = view.index
+        return {
+            "audiences": len(snap.members),
+            "usable_audiences": len(snap.usable),
+            "active_ad_groups": len(snap.ad_groups),
+            "users": len(snap.users),
+            "excluded_users": len(snap.excluded),
+            "index": {
+                "enabled": self.use_index,
+                "built": index is not None,
+                "audiences": len(view.current),
+                "memberships": index.size if index is not None else 0,
+                "bytes": index.nbytes if index is not None else 0,
+                "stale_audiences": len(snap.members) - len(view.current),
+                "stale_memberships": (
+                    view.stale_size if index is not None else sum(map(len, snap.members.values()))
+                ),
+                "age_seconds": (
+                    round(time.monotonic() - index.built_at, 1) if index is not None else None
+                ),
+            },
+        }
+
     # --- building ----------------------------------------------------------------------------
 
     def start(self) -> None:
         self.reload()
         self._rounds.start()
+        if self.use_index:
+            self._index_rounds.start()
 
     def stop(self) -> None:
         self._rounds.stop()
+        self._index_rounds.stop()
+
+    def build_index(self) -> UserIndex:
+        """Index every audience's current members by user (:mod:`user_index`); the snapshot
+        answers from it for every audience whose members have not changed since."""
+        members = self._snap.members  # an immutable dict: a consistent set to index
+        index = UserIndex.build(members)
+        with self._lock:
+            self._index = index
+            self._publish(self._snap)
+        log.info(
+            "serving index: %d audiences, %d memberships, %.2f GiB",
+            len(index.audiences),
+            index.size,
+            index.nbytes / 2**30,
+        )
+        return index
+
+    def _maybe_build_index(self) -> None:
+        snap = self._snap
+        view = snap.view
+        index = view.index
+        if index is None:
+            if snap.members:
+                self.build_index()
+            return
+        if len(snap.members) == len(view.current):
+            return
+        if (
+            view.stale_size > INDEX_STALE_SHARE * index.size
+            or time.monotonic() - index.built_at > self.index_rebuild_seconds
+        ):
+            self.build_index()
 
     def _poll(self) -> None:
         """Changes of the platform's users made by another process (an import by the CLI), or
@@ -355,12 +457,14 @@ class MembershipServer:
                 # New members only (a live rule audience, every second or so): the plan's
                 # arrays stay, one bitmap is replaced.
                 plan = snap.plan.with_members(audience_id, members[audience_id])
-                self._snap = replace(
-                    snap, members=members, plan=plan, servable=_servable(members, snap.usable)
+                self._publish(
+                    replace(
+                        snap, members=members, plan=plan, servable=_servable(members, snap.usable)
+                    )
                 )
             elif same and not gone:  # no ad group uses it
-                self._snap = replace(
-                    snap, members=members, servable=_servable(members, snap.usable)
+                self._publish(
+                    replace(snap, members=members, servable=_servable(members, snap.usable))
                 )
             else:
                 self._swap(members=members, usable=frozenset(usable))
@@ -387,9 +491,18 @@ class MembershipServer:
         assert isinstance(members, dict) and isinstance(usable, frozenset)
         assert isinstance(excluded, BitMap) and isinstance(users, Users)
         plan = self._plan(self._groups, members, usable, users)
-        self._snap = Snapshot(
-            members, usable, excluded, users, plan, self._groups, _servable(members, usable)
+        self._publish(
+            Snapshot(
+                members, usable, excluded, users, plan, self._groups, _servable(members, usable)
+            )
         )
+
+    def _publish(self, snap: Snapshot) -> None:
+        """Make ``snap`` the one readers see, with what the index can answer for in it."""
+        view = IndexView.of(
+            self._index, snap.members, snap.usable, snap.plan.audiences, snap.plan.columns
+        )
+        self._snap = replace(snap, view=view)
 
     @staticmethod
     def _plan(

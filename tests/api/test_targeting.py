@@ -568,30 +568,46 @@ def test_serving_answers_follow_targeting_and_audiences(world: World) -> None:
     paused = ad_group(w, w.a, status="PAUSED", audience_ids=[w.customers])
     customers = _reachable_rows(w, w.customers)
     subset = _reachable_rows(w, w.subset)
-    for r in range(0, N_USERS, 7):
-        u = w.users[r]
-        uid = w.uid[u["user_id"]]
-        expected_in = u["personalized_ads"] and (
-            u["country"] in ("US", "GB")
-            and u["os"] == "android"
-            and u["gender"] == "male"
-            and u["age"] is not None
-            and 18 <= u["age"] <= 34
-            and r in customers
-            and r not in subset
-        )
-        got = _serving(w, "/adgroups", user_id=u["user_id"])
-        assert got["known"]
-        groups = set(got["adgroup_ids"])
-        assert (targeted in groups) == expected_in, (r, u)
-        assert everyone in groups and paused not in groups
-        aud = set(_serving(w, "/audiences", uid=uid)["audience_ids"])
-        assert (w.customers in aud) == (r in customers)
-        assert (w.subset in aud) == (r in subset)
-        assert w.tiny not in aud  # too small to target: in no answer
-        assert _serving(w, "/contains", audience_id=w.customers, user_id=u["user_id"])[
-            "member"
-        ] == (r in customers)
+
+    def check_every_seventh_user() -> None:
+        for r in range(0, N_USERS, 7):
+            u = w.users[r]
+            uid = w.uid[u["user_id"]]
+            expected_in = u["personalized_ads"] and (
+                u["country"] in ("US", "GB")
+                and u["os"] == "android"
+                and u["gender"] == "male"
+                and u["age"] is not None
+                and 18 <= u["age"] <= 34
+                and r in customers
+                and r not in subset
+            )
+            got = _serving(w, "/adgroups", user_id=u["user_id"])
+            assert got["known"]
+            groups = set(got["adgroup_ids"])
+            assert (targeted in groups) == expected_in, (r, u)
+            assert everyone in groups and paused not in groups
+            aud = set(_serving(w, "/audiences", uid=uid)["audience_ids"])
+            assert (w.customers in aud) == (r in customers)
+            assert (w.subset in aud) == (r in subset)
+            assert w.tiny not in aud  # too small to target: in no answer
+            assert _serving(w, "/contains", audience_id=w.customers, user_id=u["user_id"])[
+                "member"
+            ] == (r in customers)
+
+    check_every_seventh_user()
+    # Once the per-user index is built (a background round), the same answers through it.
+    deadline = time.monotonic() + 30
+    while True:
+        status = _serving(w, "/status")
+        if status["index"]["built"] and not status["index"]["stale_audiences"]:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["audiences"] >= 3 and status["active_ad_groups"] == 2
+    assert status["index"]["audiences"] == status["audiences"]
+    assert status["index"]["memberships"] > 0 and status["index"]["bytes"] > 0
+    check_every_seventh_user()
     # Batch forms agree with the single ones.
     some = [w.users[r]["user_id"] for r in range(0, 60)]
     batch = w.server.admin("POST", "/serving/adgroups", json={"user_ids": some})["data"]

@@ -101,3 +101,9 @@ def contains(
     found = _uid(runtime, user_id, uid)
     member = found is not None and runtime.serving.contains(audience_id, found)
     return ok({"member": member})
+
+
+@router.get("/status")
+def status(runtime: RuntimeDep) -> EnvelopeResponse:
+    """What serving has loaded, and how much of it the per-user index answers for."""
+    return ok(runtime.serving.status())
