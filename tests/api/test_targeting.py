@@ -604,7 +604,7 @@ def test_serving_answers_follow_targeting_and_audiences(world: World) -> None:
             break
         assert time.monotonic() < deadline, status
         time.sleep(0.2)
-    assert status["audiences"] >= 3 and status["active_ad_groups"] == 2
+    assert status["audiences"] >= 3 and status["active_ad_groups"] >= 2
     assert status["index"]["audiences"] == status["audiences"]
     assert status["index"]["memberships"] > 0 and status["index"]["bytes"] > 0
     check_every_seventh_user()
