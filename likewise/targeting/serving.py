@@ -46,7 +46,7 @@ INDEX_POLL_SECONDS = 2.0
 # of its memberships, or are older than ``index_rebuild_seconds``.
 INDEX_STALE_SHARE = 0.1
 AGE_BAND = {g: i + 1 for i, g in enumerate(AGE_GROUPS)}  # lookalike.features' band codes
-_NO_BITMAPS: tuple[BitMap, ...] = ()
+_NO_INDEX = UserIndex.build({})
 
 
 @dataclass(frozen=True)
@@ -503,11 +503,12 @@ class MembershipServer:
         )
         self._snap = snap = replace(snap, view=view)
         # What contains() reads, as one tuple (a few percent faster than attribute chains).
+        index = view.index or _NO_INDEX
         self._hot = (
             view.checks,
-            view.users,
-            view.offset_at,
-            view.slot_at,
+            index.users,
+            index.offset_at,
+            index.slot_at,
             snap.excluded,
             snap.servable,
         )

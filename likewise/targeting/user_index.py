@@ -113,10 +113,6 @@ class IndexView:
     # columns the index cannot answer for, with their bitmaps.
     plan_column: np.ndarray
     plan_stale: tuple[tuple[int, BitMap], ...]
-    # The index's arrays again, one attribute away for the single check (the hot path).
-    users: int = 0
-    offset_at: memoryview = field(default_factory=lambda: memoryview(b""))
-    slot_at: memoryview = field(default_factory=lambda: memoryview(b""))
 
     @staticmethod
     def none() -> IndexView:
@@ -157,9 +153,6 @@ class IndexView:
             sum(len(b) for a, b in members.items() if a not in current),
             column,
             tuple(plan_stale),
-            index.users,
-            index.offset_at,
-            index.slot_at,
         )
 
 
