@@ -64,9 +64,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is not None:
         app.state.runtime = runtime
     errors.install(app)
-    # Routes are matched in order, one pattern at a time: the hot event intake goes first.
+    # Routes are matched in order, one pattern at a time: the hot paths go first (the event
+    # intake, then the ad server's membership lookups).
     for router in (
         events.router,
+        admin_serving.router,
         pixel.router,
         lookalike.router,
         apply.router,
@@ -78,7 +80,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         admin_sources.router,
         admin_engagement.router,
         admin_lookalikes.router,
-        admin_serving.router,
         events_sources.router,
         likewise_audience.router,
         adgroup.router,

@@ -52,7 +52,7 @@ def _users(runtime: Runtime, batch: Batch) -> list[tuple[str, int | None]]:
 
 
 @router.get("/adgroups")
-def adgroups(
+async def adgroups(
     runtime: RuntimeDep, user_id: str | None = None, uid: int | None = None
 ) -> EnvelopeResponse:
     """The active ad groups that may be shown to the user."""
@@ -73,7 +73,7 @@ def adgroups_batch(body: BodyDep, runtime: RuntimeDep) -> EnvelopeResponse:
 
 
 @router.get("/audiences")
-def audiences(
+async def audiences(
     runtime: RuntimeDep, user_id: str | None = None, uid: int | None = None
 ) -> EnvelopeResponse:
     """The audiences the user is in (usable ones: valid, consent applied)."""
@@ -95,7 +95,7 @@ def audiences_batch(body: BodyDep, runtime: RuntimeDep) -> EnvelopeResponse:
 
 
 @router.get("/contains")
-def contains(
+async def contains(
     runtime: RuntimeDep, audience_id: int, user_id: str | None = None, uid: int | None = None
 ) -> EnvelopeResponse:
     found = _uid(runtime, user_id, uid)
