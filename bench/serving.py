@@ -11,10 +11,11 @@ Measured:
 1. loading everything into :class:`~likewise.targeting.serving.MembershipServer` and building
    its per-user index (time, memory of all memberships: the bitmaps' and the index's size, and
    the process's RSS growth);
-2. in-process: ``contains(audience, uid)`` per second (baseline: bare pyroaring lookups of the
-   same pairs), ``eligible_ad_groups(uid)`` per second (baseline in the same run: the same logic
-   over Python sets, for the audiences the ad groups use; sets of all 10,000 audiences would not
-   fit in memory), ``audiences_of(uid)`` per second (baseline: a lookup in every bitmap);
+2. in-process: ``contains(audience, uid)`` per second (baselines: bare pyroaring lookups of the
+   same pairs, and the issue's yardstick, lookups in one bitmap over and over),
+   ``eligible_ad_groups(uid)`` per second (baseline in the same run: the same logic over Python
+   sets, for the audiences the ad groups use; sets of all 10,000 audiences would not fit in
+   memory), ``audiences_of(uid)`` per second (baseline: a lookup in every bitmap);
 3. HTTP: ``GET /admin/v1/serving/adgroups?uid=`` p50 / p99 on a real ``likewise serve``;
    baseline in the same run: a bare endpoint of the same framework and server
    (``bench/bare_app.py``), the floor any endpoint pays.
@@ -223,6 +224,15 @@ def in_process(rt: Runtime, n_users: int, checks: int, seed: int) -> dict[str, A
         for a, u in zip(pa, pu, strict=True):
             hits += u in bitmaps[a]
         out[f"raw_bitmap_lookups_per_second_{label}"] = round(checks / (time.perf_counter() - t0))
+    # The issue's yardstick: one roaring bitmap, looked up from Python over and over (it stays
+    # in the CPU cache); "about 8M/s" where the target of 1M checks/s was set.
+    largest = max(used, key=lambda a: len(snap.members[a]))
+    one = snap.members[largest]
+    pu = uids[:checks].tolist()
+    t0 = time.perf_counter()
+    for u in pu:
+        hits += u in one
+    out["single_bitmap_lookups_per_second"] = round(checks / (time.perf_counter() - t0))
     n_elig = min(len(uids), 20_000)
     eligible = serving.eligible_ad_groups
     t0 = time.perf_counter()
@@ -260,6 +270,9 @@ def in_process(rt: Runtime, n_users: int, checks: int, seed: int) -> dict[str, A
         out["contains_per_second_all_audiences"]
         / out["raw_bitmap_lookups_per_second_all_audiences"],
         2,
+    )
+    out["ratio_contains_all_audiences_vs_single_bitmap"] = round(
+        out["contains_per_second_all_audiences"] / out["single_bitmap_lookups_per_second"], 3
     )
     out["ratio_eligible_vs_sets"] = round(
         out["eligible_per_second"] / base["eligible_per_second"], 2
@@ -383,8 +396,12 @@ def main() -> None:
     memory = result["memberships"]["rss_growth_gib"] * 2**30
     checks = result["in_process"]["contains_per_second_all_audiences"]
     p99 = result["http"]["serving"]["p99_ms"]
+    # The check target scaled by this machine's speed now: 1M/s where one bitmap's lookups
+    # ran at 8M/s, so at least an eighth of them.
+    scaled = result["in_process"]["ratio_contains_all_audiences_vs_single_bitmap"]
     result["targets"] = {
         "checks_per_second>=1M": checks >= 1_000_000,
+        "checks>=1/8_of_single_bitmap_lookups": scaled >= 1 / 8,
         "http_p99<=3ms": p99 <= 3.0,
         "memberships<=4GB": memory <= 4e9,
     }

@@ -98,6 +98,7 @@ def test_serving_benchmark_smoke() -> None:
     assert inner["audiences_of_per_second"] > 0 and out["memberships"]["user_index_gib"] >= 0
     assert out["http"]["serving"]["requests"] == 200
     assert isinstance(out["targets"]["http_p99<=3ms"], bool)
+    assert inner["single_bitmap_lookups_per_second"] > inner["contains_per_second_all_audiences"]
 
 
 def test_lookalike_benchmark_features_match_the_intake() -> None:
