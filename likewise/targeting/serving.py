@@ -171,7 +171,7 @@ class MembershipServer:
         self._groups: tuple[AdGroupView, ...] = ()  # active ad groups, as last read
         self._lock = threading.Lock()  # writers; readers never take it
         self._snap = Snapshot({}, frozenset(), BitMap(), Users.empty(), Plan.empty())
-        self._hot: tuple[dict[int, int], int, memoryview, memoryview, BitMap, dict[int, BitMap]]
+        self._hot: tuple[dict[int, int], UserIndex, int, int, memoryview, BitMap, dict[int, BitMap]]
         self._publish(self._snap)
         self._graph_mark: int | None = None
         self._rounds = Periodic("serving", lambda: GRAPH_POLL_SECONDS, self._poll)
@@ -185,14 +185,17 @@ class MembershipServer:
     # --- reads (the hot path) ----------------------------------------------------------------
 
     def contains(self, audience_id: int, uid: int) -> bool:
-        checks, users, at, slots, excluded, servable = self._hot  # one consistent read
+        checks, index, users, width, rows, excluded, servable = self._hot  # one consistent read
         slot = checks.get(audience_id)
         if slot is not None:  # UserIndex.has, inline: this is the hottest path there is
             if not 0 <= uid < users:
                 return False
-            hi = at[uid + 1]
-            i = bisect_left(slots, slot, at[uid], hi)
-            return i < hi and slots[i] == slot and uid not in excluded
+            start = uid * width
+            end = start + width
+            i = bisect_left(rows, slot, start, end)
+            if i < end:
+                return rows[i] == slot and uid not in excluded
+            return index.has_more(uid, slot) and uid not in excluded
         members = servable.get(audience_id)
         return members is not None and uid in members and uid not in excluded
 
@@ -506,9 +509,10 @@ class MembershipServer:
         index = view.index or _NO_INDEX
         self._hot = (
             view.checks,
+            index,
             index.users,
-            index.offset_at,
-            index.slot_at,
+            index.width,
+            index.row_at,
             snap.excluded,
             snap.servable,
         )

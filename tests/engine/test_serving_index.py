@@ -18,6 +18,7 @@ from likewise.ingest.users import import_users
 from likewise.runtime import Runtime
 from likewise.settings import Settings
 from likewise.store.models import Audience
+from likewise.targeting import user_index
 from likewise.targeting.serving import MembershipServer
 
 N = 3000
@@ -174,6 +175,22 @@ def test_index_agrees_through_changes(rt: Runtime) -> None:
     assert_agrees(serving, reference)
     serving._maybe_build_index()
     assert len(serving.snapshot.view.current) == len(serving.snapshot.members)
+    assert_agrees(serving, reference)
+    reference.stop()
+
+
+def test_narrow_rows_and_overflow_agree(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rows far narrower than most users' audiences: the overflow answers the rest.
+    monkeypatch.setattr(user_index, "MAX_ROW_FACTOR", 0.3)
+    make_world(rt)
+    serving = rt.serving
+    reference = MembershipServer(
+        audiences=rt.audiences, ad_groups=rt.ad_groups, graph=rt.graph, index=False
+    )
+    serving.reload()
+    reference.reload()
+    index = serving.build_index()
+    assert index.width == 8 and len(index.overflow) > N // 4
     assert_agrees(serving, reference)
     reference.stop()
 

@@ -17,9 +17,10 @@ members_st = st.dictionaries(
 
 
 @settings(max_examples=150, deadline=None)
-@given(members_st)
-def test_index_answers_as_the_bitmaps(members: dict[int, BitMap]) -> None:
-    index = UserIndex.build(members)
+@given(members_st, st.sampled_from([None, 1, 2, 3]))
+def test_index_answers_as_the_bitmaps(members: dict[int, BitMap], width: int | None) -> None:
+    # Narrow rows send users in more audiences to the overflow: both paths must agree.
+    index = UserIndex.build(members, width)
     ids = sorted(members)
     assert index.audiences.tolist() == ids
     assert index.size == sum(len(b) for b in members.values())
@@ -34,9 +35,22 @@ def test_index_answers_as_the_bitmaps(members: dict[int, BitMap]) -> None:
 def test_more_audiences_than_sixteen_bits_hold() -> None:
     members = {a: BitMap([a % 7, 100 + a % 3]) for a in range(70_000)}
     index = UserIndex.build(members)
-    assert index.data.dtype == np.uint32
+    assert index.rows.dtype == np.uint32
     assert index.slots_of(100 + 1).tolist() == [a for a in range(70_000) if a % 3 == 1]
     assert index.has(3, 69_999 - (69_999 % 7) + 3) and not index.has(3, 69_998)
+
+
+def test_row_width_follows_the_users_not_the_outliers() -> None:
+    # 2,000 users in 5 audiences each, two users in all 300: rows of 8, the two in the overflow.
+    members = {
+        a: BitMap([u for u in range(2000) if u % 60 == a % 60] + [5000, 5001]) for a in range(300)
+    }
+    index = UserIndex.build(members)
+    assert index.width == 8 and sorted(index.overflow) == [5000, 5001]
+    assert index.slots_of(5000).tolist() == list(range(300))
+    assert index.has(5001, 299) and index.has(5001, 3) and not index.has(4999, 3)
+    assert index.rows.ctypes.data % 128 == 0  # rows start on a cache-line pair
+    assert index.nbytes == index.rows.nbytes + 2 * 292 * 2
 
 
 def test_empty() -> None:
