@@ -384,6 +384,8 @@ def main() -> None:
         "bitmap_bytes": bitmap_bytes,
         "bitmap_gib": round(bitmap_bytes / 2**30, 3),
         "user_index_gib": round(index.nbytes / 2**30, 3),
+        "user_index_row_width": index.width,
+        "user_index_overflow_users": len(index.overflow),
         "all_gib": round((bitmap_bytes + index.nbytes) / 2**30, 3),
         "rss_growth_gib": round((proc.memory_info().rss - before) / 2**30, 3),
         "users_index_mib": round(_users_bytes(snap.users) / 2**20, 1),
