@@ -310,6 +310,8 @@ class MembershipServer:
                 "audiences": len(view.current),
                 "memberships": index.size if index is not None else 0,
                 "bytes": index.nbytes if index is not None else 0,
+                "row_width": index.width if index is not None else None,
+                "overflow_users": len(index.overflow) if index is not None else 0,
                 "stale_audiences": len(snap.members) - len(view.current),
                 "stale_memberships": (
                     view.stale_size if index is not None else sum(map(len, snap.members.values()))
