@@ -8,10 +8,10 @@ row ``uid`` holds the sorted slots of the audiences the user is in, so a check i
 binary search inside one row (two cache lines, fetched together), and "which audiences is U
 in" is a slice instead of a lookup in every bitmap.
 
-Rows have one width for all users (a multiple of 8 slots that holds the audiences of all but
-about one user in a thousand), so finding a row is arithmetic, not a read: a compressed sparse
-row layout needs an offsets read first, a second cache miss on every check. A row holds its
-user's smallest slots; users in more audiences keep the rest in ``overflow``.
+Rows have one width for all users (enough for all but about one user in a thousand, within
+twice the bytes of a compressed layout), so finding a row is arithmetic, not a read: a
+compressed sparse row layout needs an offsets read first, a second cache miss on every check.
+A row holds its user's smallest slots; users in more audiences keep the rest in ``overflow``.
 
 The index is immutable and built from one version of every audience's members; an audience
 whose members changed since is *stale* and answered from its bitmap until the next build
@@ -30,9 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from pyroaring import BitMap
 
-ROW_QUANTUM = 8  # row widths are multiples of this many slots (16 bytes of uint16)
+ROW_QUANTUM = 8  # wider rows are multiples of this many slots; narrower ones powers of two
 ROW_SHARE = 0.999  # the share of users whose audiences fit in their row
-MAX_ROW_FACTOR = 2  # rows take at most this many times the bytes of the memberships (skew)
+# Rows take at most this many times the bytes of a compressed sparse row layout (offsets and
+# slots): a few users in thousands of audiences go to the overflow instead of widening every
+# row, and a platform of many users in few audiences gets narrow rows.
+MAX_ROW_FACTOR = 2
 ROW_ALIGN = 128  # two cache lines: the pair the L2 prefetcher fetches together
 
 
@@ -42,8 +45,7 @@ class UserIndex:
     members: Mapping[int, BitMap]  # the member bitmaps indexed (identity tells staleness)
     rows: np.ndarray  # (users * width,) uint16/uint32: per user its smallest slots, then PAD
     width: int
-    # uid -> its slots beyond the row (sorted), for users in more than ``width`` audiences
-    overflow: Mapping[int, memoryview]
+    overflow: Overflow  # the slots beyond the row of users in more than ``width`` audiences
     size: int  # memberships indexed
     built_at: float = field(default_factory=time.monotonic)
     # Scalar reads from memoryviews give Python ints at a fraction of numpy's cost.
@@ -58,7 +60,7 @@ class UserIndex:
 
     @property
     def nbytes(self) -> int:
-        return int(self.rows.nbytes + sum(m.nbytes for m in self.overflow.values()))
+        return int(self.rows.nbytes + self.overflow.nbytes)
 
     @staticmethod
     def build(members: Mapping[int, BitMap], width: int | None = None) -> UserIndex:
@@ -72,8 +74,8 @@ class UserIndex:
         for a in ids:
             counts[_array(members[a])] += 1  # a bitmap's values are distinct
         total = int(counts.sum())
-        width = width or _width(counts, total)
         dtype = np.uint16 if len(ids) < np.iinfo(np.uint16).max else np.uint32
+        width = width or _width(counts, total, np.dtype(dtype).itemsize)
         rows = _aligned(users * width, dtype)
         rows.fill(np.iinfo(dtype).max)
         spills = bool((counts > width).any())
@@ -98,7 +100,7 @@ class UserIndex:
             members,
             rows,
             width,
-            _overflow(extra_users, extra_slots, dtype),
+            Overflow.of(extra_users, extra_slots, dtype),
             total,
         )
 
@@ -108,10 +110,10 @@ class UserIndex:
             return self.rows[:0]
         start = uid * self.width
         end = bisect_left(self.row_at, self.pad, start, start + self.width)
-        more = self.overflow.get(uid)
+        more = self.overflow.slots_of(uid) if end == start + self.width else None
         if more is None:
             return self.rows[start:end]
-        return np.concatenate([self.rows[start:end], np.asarray(more)])
+        return np.concatenate([self.rows[start:end], more])
 
     def has(self, uid: int, slot: int) -> bool:
         if not 0 <= uid < self.users:
@@ -125,23 +127,83 @@ class UserIndex:
 
     def has_more(self, uid: int, slot: int) -> bool:
         """Whether ``slot`` is among the user's slots beyond a full row."""
-        more = self.overflow.get(uid)
-        if more is None:
+        return self.overflow.has(uid, slot)
+
+
+@dataclass(frozen=True, eq=False)
+class Overflow:
+    """The slots beyond their row of users in more audiences than a row holds, as a compressed
+    sparse row over those users only (a dict would cost ~250 bytes a user)."""
+
+    users: np.ndarray  # int64, ascending
+    offsets: np.ndarray  # (len(users) + 1,) int64: the user's slots are slots[o[j]:o[j + 1]]
+    slots: np.ndarray  # uint16/uint32, sorted per user
+    user_at: memoryview = field(init=False, repr=False)
+    offset_at: memoryview = field(init=False, repr=False)
+    slot_at: memoryview = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "user_at", memoryview(self.users))
+        object.__setattr__(self, "offset_at", memoryview(self.offsets))
+        object.__setattr__(self, "slot_at", memoryview(self.slots))
+
+    @staticmethod
+    def of(
+        extra_users: list[np.ndarray], extra_slots: list[np.ndarray], dtype: type[np.generic]
+    ) -> Overflow:
+        """From (user, slot) pairs found in slot order: a stable sort by user keeps each
+        user's slots sorted."""
+        if not extra_users:
+            return Overflow(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, dtype))
+        uids = np.concatenate(extra_users)
+        slots = np.concatenate(extra_slots).astype(dtype)
+        order = np.argsort(uids, kind="stable")
+        uids, slots = uids[order], slots[order]
+        starts = np.flatnonzero(np.r_[True, uids[1:] != uids[:-1]])
+        return Overflow(uids[starts], np.r_[starts, len(uids)].astype(np.int64), slots)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.users.nbytes + self.offsets.nbytes + self.slots.nbytes)
+
+    def _span(self, uid: int) -> tuple[int, int] | None:
+        j = bisect_left(self.user_at, uid)
+        if j == len(self.users) or self.user_at[j] != uid:
+            return None
+        return self.offset_at[j], self.offset_at[j + 1]
+
+    def slots_of(self, uid: int) -> np.ndarray | None:
+        span = self._span(uid)
+        return None if span is None else self.slots[span[0] : span[1]]
+
+    def has(self, uid: int, slot: int) -> bool:
+        span = self._span(uid)
+        if span is None:
             return False
-        i = bisect_left(more, slot)
-        return i < len(more) and more[i] == slot
+        lo, hi = span
+        i = bisect_left(self.slot_at, slot, lo, hi)
+        return i < hi and self.slot_at[i] == slot
 
 
-def _width(counts: np.ndarray, total: int) -> int:
-    """Slots per row: enough for all but about one user in a thousand, a multiple of
-    ``ROW_QUANTUM``, and at most ``MAX_ROW_FACTOR`` times the mean (a few users in thousands
-    of audiences go to the overflow instead of widening every row)."""
-    if not len(counts) or not total:
-        return ROW_QUANTUM
+def _width(counts: np.ndarray, total: int, itemsize: int) -> int:
+    """Slots per row: enough for all but about one user in a thousand, within
+    ``MAX_ROW_FACTOR`` times the bytes of a compressed layout; a power of two up to
+    ``ROW_QUANTUM``, a multiple of it above."""
+    users = len(counts)
+    if not users or not total:
+        return 1
     wanted = int(np.quantile(counts, ROW_SHARE, method="higher"))
-    cap = MAX_ROW_FACTOR * total / len(counts)
-    width = min(wanted, max(int(cap), 1))
-    return max(ROW_QUANTUM, -(-width // ROW_QUANTUM) * ROW_QUANTUM)
+    budget = MAX_ROW_FACTOR * (total * itemsize + users * 4)
+    most = max(1, int(budget // (users * itemsize)))
+    width = max(1, min(wanted, most))
+    if width > ROW_QUANTUM:  # round up to the quantum if the budget allows, else down
+        up = -(-width // ROW_QUANTUM) * ROW_QUANTUM
+        return up if up <= most else width // ROW_QUANTUM * ROW_QUANTUM
+    up = 1 << (width - 1).bit_length()
+    return up if up <= most else up >> 1
 
 
 def _aligned(n: int, dtype: type[np.generic]) -> np.ndarray:
@@ -150,22 +212,6 @@ def _aligned(n: int, dtype: type[np.generic]) -> np.ndarray:
     raw = np.empty(n * itemsize + ROW_ALIGN, np.uint8)
     skip = -raw.ctypes.data % ROW_ALIGN
     return raw[skip : skip + n * itemsize].view(dtype)
-
-
-def _overflow(
-    extra_users: list[np.ndarray], extra_slots: list[np.ndarray], dtype: type[np.generic]
-) -> dict[int, memoryview]:
-    """uid -> the user's slots beyond its row, sorted (they were found in slot order)."""
-    if not extra_users:
-        return {}
-    uids = np.concatenate(extra_users)
-    slots = np.concatenate(extra_slots).astype(dtype)
-    order = np.argsort(uids, kind="stable")
-    uids, slots = uids[order], slots[order]
-    cuts = np.flatnonzero(uids[1:] != uids[:-1]) + 1
-    starts = [0, *cuts.tolist()]
-    ends = [*cuts.tolist(), len(uids)]
-    return {int(uids[s]): memoryview(slots[s:e].copy()) for s, e in zip(starts, ends, strict=True)}
 
 
 @dataclass(frozen=True, eq=False)

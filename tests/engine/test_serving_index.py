@@ -190,7 +190,7 @@ def test_narrow_rows_and_overflow_agree(rt: Runtime, monkeypatch: pytest.MonkeyP
     serving.reload()
     reference.reload()
     index = serving.build_index()
-    assert index.width == 8 and len(index.overflow) > N // 4
+    assert index.width <= 4 and len(index.overflow) > N // 4
     assert_agrees(serving, reference)
     reference.stop()
 

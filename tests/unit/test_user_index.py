@@ -46,11 +46,30 @@ def test_row_width_follows_the_users_not_the_outliers() -> None:
         a: BitMap([u for u in range(2000) if u % 60 == a % 60] + [5000, 5001]) for a in range(300)
     }
     index = UserIndex.build(members)
-    assert index.width == 8 and sorted(index.overflow) == [5000, 5001]
+    assert index.width == 8 and index.overflow.users.tolist() == [5000, 5001]
     assert index.slots_of(5000).tolist() == list(range(300))
+    assert index.slots_of(7).tolist() == [7, 67, 127, 187, 247]
     assert index.has(5001, 299) and index.has(5001, 3) and not index.has(4999, 3)
     assert index.rows.ctypes.data % 128 == 0  # rows start on a cache-line pair
-    assert index.nbytes == index.rows.nbytes + 2 * 292 * 2
+    assert index.nbytes == index.rows.nbytes + 2 * 8 + 3 * 8 + 2 * 292 * 2
+
+
+def test_many_users_in_few_audiences_get_narrow_rows() -> None:
+    # 200,000 users, 1,000 audiences of 20: most users in none, a few in two or more. Rows of
+    # 8 would take 3.2 MB; a compressed layout about 0.84 MB.
+    rng = np.random.default_rng(3)
+    members = {
+        a: BitMap(rng.choice(200_000, 20, replace=False).astype(np.uint32)) for a in range(1000)
+    }
+    index = UserIndex.build(members)
+    assert index.width in (1, 2)
+    assert index.nbytes <= 2 * (index.size * 2 + index.users * 4)
+    assert len(index.overflow) > 0
+    for uid in [int(u) for u in index.overflow.users[:50]] + list(range(0, 200_000, 997)):
+        expected = [s for s in range(1000) if uid in members[s]]
+        assert index.slots_of(uid).tolist() == expected
+        assert all(index.has(uid, s) for s in expected)
+        assert not any(index.has(uid, s) for s in range(1000) if s not in expected)
 
 
 def test_empty() -> None:
