@@ -104,8 +104,8 @@ class Settings(BaseSettings):
     )
     serving_index: bool = Field(
         default=True,
-        description="Keep a per-user index of audience memberships for serving (about 2 bytes "
-        "per membership more; single checks over many audiences about twice as fast).",
+        description="Keep a per-user index of audience memberships for serving (2-4 bytes per "
+        "membership more; single checks over many audiences about 1.5 times as fast).",
     )
     serving_index_rebuild_seconds: float = Field(
         default=600.0,

@@ -195,7 +195,7 @@ class MembershipServer:
             i = bisect_left(rows, slot, start, end)
             if i < end:
                 return rows[i] == slot and uid not in excluded
-            return index.has_more(uid, slot) and uid not in excluded
+            return index.overflow.has(uid, slot) and uid not in excluded
         members = servable.get(audience_id)
         return members is not None and uid in members and uid not in excluded
 
@@ -298,6 +298,23 @@ class MembershipServer:
         snap = self._snap
         view = snap.view
         index = view.index
+        built: dict[str, object] = {
+            "memberships": 0,
+            "bytes": 0,
+            "row_width": None,
+            "overflow_users": 0,
+            "stale_memberships": sum(map(len, snap.members.values())),
+            "age_seconds": None,
+        }
+        if index is not None:
+            built = {
+                "memberships": index.size,
+                "bytes": index.nbytes,
+                "row_width": index.width,
+                "overflow_users": len(index.overflow),
+                "stale_memberships": view.stale_size,
+                "age_seconds": round(time.monotonic() - index.built_at, 1),
+            }
         return {
             "audiences": len(snap.members),
             "usable_audiences": len(snap.usable),
@@ -308,17 +325,8 @@ class MembershipServer:
                 "enabled": self.use_index,
                 "built": index is not None,
                 "audiences": len(view.current),
-                "memberships": index.size if index is not None else 0,
-                "bytes": index.nbytes if index is not None else 0,
-                "row_width": index.width if index is not None else None,
-                "overflow_users": len(index.overflow) if index is not None else 0,
                 "stale_audiences": len(snap.members) - len(view.current),
-                "stale_memberships": (
-                    view.stale_size if index is not None else sum(map(len, snap.members.values()))
-                ),
-                "age_seconds": (
-                    round(time.monotonic() - index.built_at, 1) if index is not None else None
-                ),
+                **built,
             },
         }
 

@@ -123,11 +123,7 @@ class UserIndex:
         i = bisect_left(self.row_at, slot, start, end)
         if i < end:
             return bool(self.row_at[i] == slot)
-        return self.has_more(uid, slot)
-
-    def has_more(self, uid: int, slot: int) -> bool:
-        """Whether ``slot`` is among the user's slots beyond a full row."""
-        return self.overflow.has(uid, slot)
+        return self.overflow.has(uid, slot)  # beyond a full row
 
 
 @dataclass(frozen=True, eq=False)

@@ -204,5 +204,10 @@ def test_index_off(rt: Runtime) -> None:
     try:
         assert serving.snapshot.view.index is None
         assert serving._index_rounds._thread is None  # never started
+        index = serving.status()["index"]
+        members = sum(len(b) for b in serving.snapshot.members.values())
+        assert index["enabled"] is False and index["built"] is False
+        assert index["memberships"] == 0 and index["row_width"] is None
+        assert index["stale_audiences"] == 40 and index["stale_memberships"] == members > 0
     finally:
         serving.stop()
