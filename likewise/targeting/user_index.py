@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from pyroaring import BitMap
 
+from likewise.targeting._rows import Rows
+
 ROW_QUANTUM = 8  # wider rows are multiples of this many slots; narrower ones powers of two
 ROW_SHARE = 0.999  # the share of users whose audiences fit in their row
 # Rows take at most this many times the bytes of a compressed sparse row layout (offsets and
@@ -52,11 +54,13 @@ class UserIndex:
     row_at: memoryview = field(init=False, repr=False)
     pad: int = field(init=False, repr=False)  # fills rows; above every slot
     users: int = field(init=False)
+    lookup: Rows = field(init=False, repr=False)  # compiled single checks
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "row_at", memoryview(self.rows))
         object.__setattr__(self, "pad", int(np.iinfo(self.rows.dtype).max))
         object.__setattr__(self, "users", len(self.rows) // self.width)
+        object.__setattr__(self, "lookup", Rows(self.rows, self.width, self.overflow))
 
     @property
     def nbytes(self) -> int:
@@ -116,14 +120,7 @@ class UserIndex:
         return np.concatenate([self.rows[start:end], more])
 
     def has(self, uid: int, slot: int) -> bool:
-        if not 0 <= uid < self.users:
-            return False
-        start = uid * self.width
-        end = start + self.width
-        i = bisect_left(self.row_at, slot, start, end)
-        if i < end:
-            return bool(self.row_at[i] == slot)
-        return self.overflow.has(uid, slot)  # beyond a full row
+        return self.lookup.has(uid, slot)
 
 
 @dataclass(frozen=True, eq=False)
