@@ -21,6 +21,23 @@ cdef inline Py_ssize_t _uid(object uid) except? -2:
         return -1
 
 
+ctypedef fused slot_t:
+    uint16_t
+    uint32_t
+
+
+cdef inline Py_ssize_t _lower(const slot_t* row, Py_ssize_t n, Py_ssize_t slot) noexcept:
+    """The first position in the sorted ``row[:n]`` holding ``slot`` or more (n if none)."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if row[mid] < slot:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 cdef class Rows:
     """The rows of a ``UserIndex``: ``users * width`` unsigned 16- or 32-bit slots, each row
     sorted and padded with the type's maximum; ``overflow.has(uid, slot)`` answers for slots
@@ -58,32 +75,21 @@ cdef class Rows:
 
     cdef inline int find(self, Py_ssize_t uid, Py_ssize_t slot) except -1:
         """1 if row ``uid`` (0 <= uid < users) holds ``slot``, else 0."""
-        cdef Py_ssize_t lo = 0, hi = self.width, mid
-        cdef Py_ssize_t at = uid * self.width
+        cdef Py_ssize_t at = uid * self.width, i
         if slot < 0:
             return 0
         if self._r16 != NULL:
             if slot > 0xFFFF:
                 return 0
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if self._r16[at + mid] < slot:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            if lo < self.width:
-                return self._r16[at + lo] == slot
+            i = _lower(self._r16 + at, self.width, slot)
+            if i < self.width:
+                return self._r16[at + i] == slot
         else:
             if slot > 0xFFFFFFFF:
                 return 0
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if self._r32[at + mid] < slot:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            if lo < self.width:
-                return self._r32[at + lo] == slot
+            i = _lower(self._r32 + at, self.width, slot)
+            if i < self.width:
+                return self._r32[at + i] == slot
         # Every slot in the row is smaller: the row is full, the rest is in the overflow.
         return 1 if self.overflow.has(uid, slot) else 0
 
