@@ -5,8 +5,8 @@ cache. An ad server asks about many audiences (10,000 and more), so the bitmap i
 rarely cached and a lookup costs a dozen cache misses (the bitmap object, the binary search
 over its container keys, the container): about 1.6 µs. This index turns the question around:
 row ``uid`` holds the sorted slots of the audiences the user is in, so a check is a short
-binary search inside one row (two cache lines, fetched together), and "which audiences is U
-in" is a slice instead of a lookup in every bitmap.
+binary search inside one row (two cache lines, fetched together; compiled, in ``_rows.pyx``),
+and "which audiences is U in" is a slice instead of a lookup in every bitmap.
 
 Rows have one width for all users (enough for all but about one user in a thousand, within
 twice the bytes of a compressed layout), so finding a row is arithmetic, not a read: a
