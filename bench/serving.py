@@ -419,15 +419,16 @@ def main() -> None:
     memory = result["memberships"]["rss_growth_gib"] * 2**30
     checks = result["in_process"]["contains_per_second_all_audiences"]
     p99 = result["http"]["serving"]["p99_ms"]
-    # The check target scaled by this machine's speed now: 1M/s where one bitmap's lookups
-    # ran at 8M/s, so at least an eighth of them.
-    scaled = result["in_process"]["ratio_contains_all_audiences_vs_single_bitmap"]
-    result["targets"] = {
+    result["targets"] = {  # as issue 6 states them
         "checks_per_second>=1M": checks >= 1_000_000,
-        "checks>=1/8_of_single_bitmap_lookups": scaled >= 1 / 8,
         "http_p99<=3ms": p99 <= 3.0,
         "memberships<=4GB": memory <= 4e9,
     }
+    # A stricter reading of the check target, scaled by this machine's speed at the time: 1M/s
+    # where one bitmap's lookups ran at 8M/s, so at least an eighth of them. (That yardstick
+    # never leaves the CPU cache; a random check cannot stay in it.)
+    scaled = result["in_process"]["ratio_contains_all_audiences_vs_single_bitmap"]
+    result["stricter_reading"] = {"checks>=1/8_of_single_bitmap_lookups": scaled >= 1 / 8}
     print(json.dumps(result, indent=2))
 
 
