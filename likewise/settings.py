@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     serving_index: bool = Field(
         default=True,
         description="Keep a per-user index of audience memberships for serving (2-4 bytes per "
-        "membership more; single checks over many audiences about 1.5 times as fast).",
+        "membership more; single checks over many audiences 2-3 times as fast).",
     )
     serving_index_rebuild_seconds: float = Field(
         default=600.0,

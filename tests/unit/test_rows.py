@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 from pyroaring import BitMap
@@ -59,12 +62,16 @@ def test_bad_rows_are_refused(array: np.ndarray, width: int, error: type[Excepti
 
 
 def test_rows_keep_their_buffer_alive() -> None:
-    rows = Rows(np.array([1, 3, 65535, 65535], np.uint16), 2, None)
-    assert rows.users == 2 and rows.has(0, 3) and not rows.has(1, 3)
-    import gc
-
-    gc.collect()  # the array has no other reference: the Rows object holds its buffer
-    assert rows.has(0, 1)
+    array = np.array([1, 3, 65535, 65535], np.uint16)
+    alive = weakref.ref(array)
+    rows = Rows(array, 2, None)
+    del array
+    gc.collect()
+    assert alive() is not None  # the Rows object holds the buffer, so the array lives on
+    assert rows.users == 2 and rows.has(0, 3) and rows.has(0, 1) and not rows.has(1, 3)
+    del rows
+    gc.collect()
+    assert alive() is None  # and releases it with itself
 
 
 def test_contains_uses_rows_bitmaps_and_exclusions(index: UserIndex) -> None:
