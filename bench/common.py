@@ -63,6 +63,33 @@ class PeakRSS:
         self._thread.join()
 
 
+class CPUTime:
+    """CPU seconds (user + system) a process and each of its children used since creation,
+    keyed by process name; :meth:`since` gives the difference to an earlier reading."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.reading = self.read()
+
+    def read(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                name = "server" if p.pid == self.proc.pid else f"child {p.pid}"
+                out[name] = t.user + t.system
+            except psutil.Error:
+                continue
+        return out
+
+    def since(self) -> dict[str, float]:
+        """Seconds used since the last reading (which this call replaces)."""
+        now = self.read()
+        spent = {k: v - self.reading.get(k, 0.0) for k, v in now.items()}
+        self.reading = now
+        return spent
+
+
 @contextmanager
 def server(data_dir: Path, **env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``likewise serve`` in its own process; yields its base URL and the process."""

@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PeakRSS, bare_server, server, work_dir
+from bench.common import CPUTime, PeakRSS, bare_server, server, work_dir
 
 BODIES_PER_SENDER = 50
 
@@ -103,6 +103,7 @@ def load(url: str, token: str, pixel: str, senders: int, per_request: int, secon
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
 
     return {
+        "per_request": per_request,
         "requests": ok,
         "failed": failed,
         "events_per_second": round(ok * per_request / seconds),
@@ -110,6 +111,12 @@ def load(url: str, token: str, pixel: str, senders: int, per_request: int, secon
         "p50_ms": pct(0.50) if latencies else None,
         "p99_ms": pct(0.99) if latencies else None,
     }
+
+
+def per_event(spent: dict[str, float], result: dict[str, object]) -> dict[str, float]:
+    """CPU microseconds per acknowledged event, by process."""
+    events = int(result["requests"]) * int(result.get("per_request", 1))  # type: ignore[call-overload]
+    return {name: round(s * 1e6 / max(events, 1), 2) for name, s in spent.items() if s > 0.05}
 
 
 def drain(log_dir: Path, timeout: float = 300.0) -> float:
@@ -134,7 +141,9 @@ def main() -> None:
 
     url, bare = bare_server()
     try:
+        cpu = CPUTime(bare.pid)
         results["bare_batched"] = load(url, "-", "-", args.batch_senders, args.batch, args.seconds)
+        results["bare_batched_cpu_us_per_event"] = per_event(cpu.since(), results["bare_batched"])
         results["bare_single"] = load(url, "-", "-", args.single_senders, 1, args.seconds)
     finally:
         bare.terminate()
@@ -152,14 +161,23 @@ def main() -> None:
             json={"kind": "PIXEL", "name": "bench pixel"},
         ).json()["data"]
         code, token = pixel["code"], adv["access_token"]
+        cpu = CPUTime(proc.pid)
         results["likewise_batched"] = load(
             url, token, code, args.batch_senders, args.batch, args.seconds
         )
         # Acceptance alone could outrun processing: how long the worker needs, after the load,
         # until every sealed segment is compacted (about one sealing interval if it keeps up).
         results["batched_backlog_seconds"] = drain(data / "events" / "log")
+        # CPU per event, load and backlog together: the server's request path and its event
+        # worker ("child"), which share the two cores with the senders.
+        results["likewise_batched_cpu_us_per_event"] = per_event(
+            cpu.since(), results["likewise_batched"]
+        )
         results["likewise_single"] = load(url, token, code, args.single_senders, 1, args.seconds)
         results["single_backlog_seconds"] = drain(data / "events" / "log")
+        results["likewise_single_cpu_us_per_event"] = per_event(
+            cpu.since(), results["likewise_single"]
+        )
         results["likewise_peak_rss_mib"] = round(mem.peak / 2**20)
     log_bytes = sum(p.stat().st_size for p in (data / "events").rglob("*") if p.is_file())
     results["event_files_mib"] = round(log_bytes / 2**20, 1)

@@ -67,7 +67,7 @@ class PlatformGraph:
         self.threads = threads
         self.memory_limit = memory_limit
         self._write_lock = threading.Lock()
-        self._excluded: tuple[float, BitMap] | None = None
+        self._excluded: tuple[int, BitMap] | None = None
         # Told when this process changed who is excluded (consent, erasure, an import);
         # changes by another process are seen through the file (excluded_file).
         self.excluded_listeners: list[Callable[[], None]] = []
@@ -140,11 +140,13 @@ class PlatformGraph:
         try:
             mtime = self.excluded_file.stat().st_mtime_ns
         except FileNotFoundError:
-            return BitMap()
+            mtime = -1  # never written: nobody is excluded
         cached = self._excluded
         if cached is None or cached[0] != mtime:
-            cached = (mtime, BitMap.deserialize(self.excluded_file.read_bytes()))
-            self._excluded = cached
+            # The same object until the file changes: readers (the serving poll) compare by
+            # identity, so a fresh empty bitmap on every call would look like a change each time.
+            bitmap = BitMap.deserialize(self.excluded_file.read_bytes()) if mtime >= 0 else BitMap()
+            cached = self._excluded = (mtime, bitmap)
         return cached[1]
 
     def erased(self, *, wait_seconds: float = 600.0) -> BitMap:

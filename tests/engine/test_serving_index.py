@@ -4,6 +4,7 @@ consent changes, for users beyond it, and when the index round decides to build 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -212,3 +213,33 @@ def test_index_off(rt: Runtime) -> None:
         assert index["stale_audiences"] == 40 and index["stale_memberships"] == members > 0
     finally:
         serving.stop()
+
+
+def test_idle_without_users(tmp_path: Path) -> None:
+    """A platform nobody has imported users into yet has no exclusion file. Its poll must see
+    nothing new: it once took a fresh empty bitmap for a change on every round, republished,
+    and woke itself again at once, spinning a core (half the CPU of the event benchmark)."""
+    rt = Runtime(Settings(data_dir=tmp_path / "data", event_worker=False))
+    try:
+        assert not rt.graph.excluded_file.exists()
+        assert rt.graph.excluded() is rt.graph.excluded()
+        polls = 0
+        serving = rt.serving
+        poll = serving._poll
+
+        def counted() -> None:
+            nonlocal polls
+            polls += 1
+            poll()
+
+        serving._rounds.work = counted
+        serving.start()  # creates the graph's file: the first round reads the users again
+        serving._rounds.wake()
+        time.sleep(0.5)
+        snap, before = serving.snapshot, polls
+        serving._rounds.wake()
+        time.sleep(1.0)
+        assert serving.snapshot is snap  # nothing republished
+        assert 1 <= polls - before <= 2  # the wake-up, perhaps one timed round: not a busy loop
+    finally:
+        rt.close()
