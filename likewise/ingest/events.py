@@ -99,8 +99,12 @@ def _track_record(
     )
     # Only what is present is set (the rest keeps its default): most events carry a few keys.
     if user is not _NO_USER:
-        if user.email:
-            record.email = _hashed(user.email, at, "user.email")
+        email = user.email
+        if email:  # the usual case first: one SHA-256 as a string
+            if type(email) is str and len(email) == 64 and _SHA256.fullmatch(email):
+                record.email = [email.lower()]
+            else:
+                record.email = _hashed(email, at, "user.email")
         if user.phone:
             record.phone = _hashed(user.phone, at, "user.phone")
         if user.external_id:
@@ -324,38 +328,56 @@ def _properties(record: EventRecord, props: dict[str, Any], at: str) -> None:
         full = f"{at}properties.{field}"
         raise InvalidParameter(message.replace(field, full, 1), field=full) from None
     record.properties = text.decode()
-    at_props = f"{at}properties."
-    record.value = _decimal(typed.value, at_props, "value")
-    if typed.currency is not None:
-        currency = typed.currency.strip().upper()
+    # Only what is present is read and set (the record's defaults stand for the rest); paths
+    # for error messages are built only on an error.
+    value = typed.value
+    if value is not None:
+        record.value = _decimal(value, at, "properties.value")
+    currency = typed.currency
+    if currency is not None:
+        currency = currency.strip().upper()
         if not _CURRENCY.fullmatch(currency):
-            raise _bad(at_props, "currency", "must be an ISO 4217 code such as USD")
+            raise _bad(at, "properties.currency", "must be an ISO 4217 code such as USD")
         record.currency = currency
-    record.content_type = typed.content_type
+    if typed.content_type is not None:
+        record.content_type = typed.content_type
     ids = [str(x) for x in typed.content_ids] if typed.content_ids else []
     if typed.content_id is not None:
         ids.append(str(typed.content_id))
     categories = [typed.content_category] if typed.content_category else []
-    price = _decimal(typed.price, at_props, "price")
-    prices = [price] if price is not None else []
+    prices = []
+    if typed.price is not None:
+        price = _decimal(typed.price, at, "properties.price")
+        if price is not None:
+            prices.append(price)
     for j, item in enumerate(typed.contents or ()):
         if item.content_id is not None:
             ids.append(str(item.content_id))
         if item.content_category:
             categories.append(item.content_category)
         price = item.price
-        if type(price) is not float or not math.isfinite(price):  # else: checked below
-            price = _decimal(price, at_props, f"contents[{j}].price")
         if price is not None:
-            prices.append(price)
-        if type(item.quantity) is not int:  # whole numbers are the usual, valid case
-            _decimal(item.quantity, at_props, f"contents[{j}].quantity")
-    record.content_ids, record.content_categories, record.prices = ids, categories, prices
+            if type(price) is not float or not math.isfinite(price):  # else: valid as it is
+                price = _decimal(price, at, f"properties.contents[{j}].price")
+            if price is not None:
+                prices.append(price)
+        if type(item.quantity) is not int and item.quantity is not None:  # whole numbers: valid
+            _decimal(item.quantity, at, f"properties.contents[{j}].quantity")
+    if ids:
+        record.content_ids = ids
+    if categories:
+        record.content_categories = categories
+    if prices:
+        record.prices = prices
 
 
-def _decimal(value: float | str | None, at: str, name: str) -> float | None:
+def _decimal(value: float | str, at: str, name: str) -> float | None:
     """A number, or a plain decimal string ("12.50"): no symbols, no thousands separators."""
-    if value is None or value == "":
+    if type(value) is float:
+        if math.isfinite(value):
+            return value
+        raise _bad(at, name, "must be a finite number")
+    if value == "":
         return None
     if isinstance(value, str):
         if not _DECIMAL.fullmatch(value):

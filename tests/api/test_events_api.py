@@ -251,6 +251,48 @@ def test_offline_track_and_batch(server: Server) -> None:
     assert shop.count() == 4
 
 
+def test_properties_are_read_for_rules_and_kept_as_sent(server: Server) -> None:
+    shop = Shop(server, "props")
+    props = {
+        "value": "19.90",
+        "currency": " usd ",
+        "content_type": "product",
+        "content_id": "sku-9",
+        "content_ids": [1, "sku-2"],
+        "content_category": "shoes",
+        "price": 7,
+        "contents": [
+            {"content_id": 3, "price": "5.5", "quantity": 2, "content_category": "socks"},
+            {"content_id": "sku-4", "price": 12.25, "quantity": "1"},
+            {"content_name": "no id, no price"},
+        ],
+        "description": "kept, though no rule reads it",
+    }
+    bare = {"event": "PageView", "event_id": "bare", "page": {"url": "https://shop.example/"}}
+    bare["event_time"] = int(time.time()) - 60
+    answer = track(shop, [web_event(1, properties=props), bare])
+    assert answer["code"] == 0, answer
+    shop.count()  # flushes
+    source = server.runtime.events.store.sql_source(int(shop.advertiser_id))
+    rows = duckdb.sql(
+        f"""SELECT event_id, value, currency, content_type, content_ids, content_categories,
+        prices, properties FROM {source} ORDER BY event_id"""
+    ).fetchall()
+    assert rows[0][:7] == ("bare", None, None, None, [], [], [])  # nothing made up
+    assert rows[0][7] is None
+    row = rows[1]
+    assert row[:7] == (
+        "order-1",
+        19.9,
+        "USD",
+        "product",
+        ["1", "sku-2", "sku-9", "3", "sku-4"],
+        ["shoes", "socks"],
+        [7.0, 5.5, 12.25],
+    )
+    assert json.loads(row[7]) == props
+
+
 def test_events_are_stored_hashed_and_without_ip(server: Server) -> None:
     shop = Shop(server, "pii")
     event = web_event(1)
@@ -387,6 +429,39 @@ def test_bad_requests_get_a_clear_error_and_store_nothing(server: Server) -> Non
             },
             40002,
             ("data[0].properties.value",),
+        ),
+        *(
+            (
+                EVENT_TRACK,
+                {
+                    "event_source": "web",
+                    "event_source_id": shop.pixel_code,
+                    "data": [ok_event, {**ok_event, "properties": props}],
+                },
+                40002,
+                (field, problem),
+            )
+            for props, field, problem in [
+                ({"currency": "dollars"}, "data[1].properties.currency", "ISO 4217"),
+                ({"price": "1,000.00"}, "data[1].properties.price", "plain decimal"),
+                (
+                    {"contents": [{"price": 1}, {"price": "abc"}]},
+                    "data[1].properties.contents[1].price",
+                    "plain decimal",
+                ),
+                (
+                    {"contents": [{"quantity": "two"}]},
+                    "data[1].properties.contents[0].quantity",
+                    "plain decimal",
+                ),
+                (
+                    {"contents": [{"content_id": {"sku": 1}}]},
+                    "data[1].properties.contents[0].content_id",
+                    "expected",
+                ),
+                ({"content_ids": "sku-1"}, "data[1].properties.content_ids", "array"),
+                ([1, 2], "data[1].properties", "object"),
+            ]
         ),
         (
             EVENT_TRACK,
