@@ -14,6 +14,7 @@ from typing import Any
 
 import business_api_client
 import duckdb
+import fastapi.routing
 import httpx
 import pytest
 from business_api_client.api.event_callback_api import EventCallbackApi
@@ -546,6 +547,42 @@ def test_tokens(server: Server) -> None:
     assert no_token["code"] == 40104
     bad_token = server.call("POST", EVENT_TRACK, "nope", content=raw)
     assert bad_token["code"] == 40105
+
+
+def test_intake_routes_skip_the_router(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Events API's POST routes are answered before FastAPI's router (api.intake_routes);
+    everything else still goes through it, and errors keep their envelopes."""
+    shop = Shop(server, "fast")
+    solved: list[str] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        solved.append(kwargs["request"].url.path)
+        return await solve(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    for path in (EVENT_TRACK, EVENT_TRACK.rstrip("/"), PIXEL_BATCH.rstrip("/"), OFFLINE_TRACK):
+        body: dict[str, Any] = {"event_source": "web", "event_source_id": shop.pixel_code}
+        body["data"] = [web_event(len(solved) + 1)]
+        if path.startswith("/pixel"):
+            body = {"pixel_code": shop.pixel_code, "batch": [{"event": "ViewContent"}]}
+        if path.startswith("/offline"):
+            body = {"event_set_id": shop.offline_id, "event": "Purchase"}
+        assert shop.post(path, body)["code"] == 0, path
+    assert shop.post(EVENT_TRACK, b"{")["code"] == 40002  # a domain error, same envelope
+    assert server.call("POST", EVENT_TRACK, None, content=b"{}")["code"] == 40104
+    assert solved == []  # none of these reached FastAPI's request handling
+    assert server.call("GET", "/user/info/", shop.token)["code"] == 0
+    assert solved, "the counter sees requests that do go through FastAPI"
+    wrong_method = httpx.get(server.api + EVENT_TRACK, headers={"Access-Token": shop.token})
+    assert wrong_method.status_code == 405  # FastAPI still answers other methods
+
+    async def broken(_records: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(server.runtime.events, "accept", broken)
+    answer = track(shop, [web_event(99)])
+    assert answer["code"] == 50000 and "disk" not in answer["message"]
 
 
 def test_events_survive_a_restart_unprocessed(tmp_path: Path) -> None:
