@@ -5,7 +5,10 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=cythonize(
-        [Extension("likewise.targeting._rows", ["likewise/targeting/_rows.pyx"])],
+        [
+            Extension("likewise.targeting._rows", ["likewise/targeting/_rows.pyx"]),
+            Extension("likewise.store._keys", ["likewise/store/_keys.pyx"]),
+        ],
         compiler_directives={"language_level": "3"},
     )
 )

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         "before it is processed and reaches live audiences; shorter means more, smaller "
         "segments.",
     )
+    event_key_index: bool = Field(
+        default=True,
+        description="Resolve events against an in-memory copy of the identity graph's keys "
+        "(about 21 bytes a key in the event processor, built in seconds after each import or "
+        "erasure) instead of scanning the graph for every batch, which costs about a second "
+        "of CPU a batch at 10M users.",
+    )
     rule_refresh_seconds: float = Field(
         default=60.0,
         description="How often live rule audiences are stored as a new version (their members "

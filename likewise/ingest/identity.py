@@ -25,6 +25,8 @@ here: an opted-out user's events are resolved and counted, and left out where ev
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import duckdb
 import pyarrow as pa
@@ -32,6 +34,7 @@ import pyarrow as pa
 from likewise.domain.events import ENGAGEMENT_CLICK
 from likewise.identity.kinds import IdKind
 from likewise.store.graph import GraphBusy, PlatformGraph
+from likewise.store.key_index import KeyIndex
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,10 @@ CANDIDATE_COLUMNS = (
 )
 TTCLID_OWNER = 0  # links.advertiser_id of click ids: the platform's, valid for every advertiser
 
+# The graph's key is the hash's first 128 bits, here as two 64-bit halves.
 _KEYS = f"""
-SELECT eid, substr(h, 1, 32) AS k, kmask::UTINYINT AS kmask FROM (
+SELECT eid, ('0x' || substr(h, 1, 16))::UBIGINT AS k_hi,
+  ('0x' || substr(h, 17, 16))::UBIGINT AS k_lo, kmask::UTINYINT AS kmask FROM (
   SELECT eid, unnest(email) AS h, {IdKind.EMAIL.bit} AS kmask FROM cand
   UNION ALL SELECT eid, unnest(phone), {IdKind.PHONE.bit} FROM cand
   UNION ALL SELECT eid, idfa, {IdKind.IDFA.bit} FROM cand WHERE idfa IS NOT NULL
@@ -110,9 +115,54 @@ NONE_RESOLVED = pa.table({"eid": pa.array([], pa.int64()), "uid": pa.array([], p
 
 
 class EventResolver:
-    def __init__(self, graph: PlatformGraph, *, graph_wait_seconds: float = 2.0) -> None:
+    def __init__(
+        self, graph: PlatformGraph, *, graph_wait_seconds: float = 2.0, key_index: bool = True
+    ) -> None:
         self.graph = graph
         self.graph_wait_seconds = graph_wait_seconds
+        # The graph's keys in memory (:mod:`likewise.store.key_index`), rebuilt in the
+        # background when they change; until then lookups join with the graph itself.
+        self.use_key_index = key_index
+        self._index: KeyIndex | None = None
+        self._building: threading.Thread | None = None
+
+    def _keep_index_current(self, generation: int) -> None:
+        index = self._index
+        if not self.use_key_index or (index is not None and index.generation == generation):
+            return
+        self._index = None  # out of date: its memory is better free for the next one
+        if self._building is None or not self._building.is_alive():
+            self._building = threading.Thread(
+                target=self._build_index, name="event-key-index", daemon=True
+            )
+            self._building.start()
+
+    def _build_index(self) -> None:
+        started = time.monotonic()
+        try:
+            index = self.graph.key_index(wait_seconds=self.graph_wait_seconds)
+        except Exception:  # the graph busy (an import) or failing: the next batch asks again
+            log.info("identity key index not built this time", exc_info=True)
+            return
+        self._index = index
+        log.info(
+            "identity key index: %d keys, %.2f GiB, generation %d, %.1f s",
+            len(index),
+            index.nbytes / 2**30,
+            index.generation,
+            time.monotonic() - started,
+        )
+
+    def refresh_index(self) -> None:
+        """Build the index of the graph's keys now (tests, benchmarks)."""
+        self._index = self.graph.key_index(wait_seconds=self.graph_wait_seconds)
+
+    def wait_for_index(self, timeout: float = 60.0) -> KeyIndex | None:
+        """The index once a build under way has finished (tests, benchmarks)."""
+        building = self._building
+        if building is not None:
+            building.join(timeout)
+        return self._index
 
     def graph_mark(self) -> int:
         """Changes whenever the identity graph may have changed (imports, consent, erasure)."""
@@ -126,17 +176,15 @@ class EventResolver:
             return NONE_RESOLVED
         con.register("cand", candidates)
         try:
-            # Copied out as rows: DuckDB's Arrow output can point into memory the connection
-            # owns, and freeing it after the connection closes crashes the process.
-            rows = con.execute(_KEYS).fetchall()
-            # The graph's key: the hash's first 128 bits, as decimal text. Converted here, not
-            # in SQL: DuckDB's 128-bit integer to text takes ~80 µs a value (half the worker's
-            # time at 20,000 events/s); Python's int() takes well under one.
+            # Copied out (numpy-owned arrays): DuckDB's Arrow output can point into memory the
+            # connection owns, and freeing it after the connection closes crashes the process.
+            got = con.execute(_KEYS).fetchnumpy()
             keys = pa.table(
                 {
-                    "eid": pa.array([r[0] for r in rows], pa.int64()),
-                    "k": pa.array([str(int(r[1], 16)) for r in rows], pa.string()),
-                    "kmask": pa.array([r[2] for r in rows], pa.uint8()),
+                    "eid": pa.array(got["eid"], pa.int64()),
+                    "k_hi": pa.array(got["k_hi"], pa.uint64()),
+                    "k_lo": pa.array(got["k_lo"], pa.uint64()),
+                    "kmask": pa.array(got["kmask"], pa.uint8()),
                 }
             )
             refs = con.execute(
@@ -149,7 +197,10 @@ class EventResolver:
                 }
             )
             try:
-                found = self.graph.lookup(keys, refs=users, wait_seconds=self.graph_wait_seconds)
+                found, generation = self.graph.lookup(
+                    keys, refs=users, wait_seconds=self.graph_wait_seconds, index=self._index
+                )
+                self._keep_index_current(generation)
             except GraphBusy:  # an import holds the graph: links still work, the rest waits
                 log.info("identity graph busy; %d events left for later", candidates.num_rows)
                 found = pa.table(

@@ -54,7 +54,11 @@ class EventIntake:
             self.log,
             self.store,
             clock=clock,
-            resolver=EventResolver(graph) if graph is not None else None,
+            resolver=(
+                EventResolver(graph, key_index=settings.event_key_index)
+                if graph is not None
+                else None
+            ),
             retention_days=settings.event_retention_days,
         )
         self.queries = EventQueries(self.store, graph)

@@ -67,6 +67,7 @@ def import_users(
         step("writing keys", 0.8)
         if keys:
             _insert_keys(con, keys)
+            graph.bump_ident_generation(con)  # in-memory copies of the keys are out of date
         graph.write_excluded(con)
         con.execute("DROP TABLE IF EXISTS stage; DROP TABLE IF EXISTS staged_ids")
         step("done", 1.0)

@@ -190,7 +190,7 @@ def run(
     processor = EventProcessor(
         SealedSegments(folder / "log"),
         store,
-        resolver=EventResolver(graph),
+        resolver=EventResolver(graph, key_index=settings.event_key_index),
         retention_days=settings.event_retention_days,
     )
     feed = LiveFeed(store, graph)

@@ -24,6 +24,7 @@ from pyroaring import BitMap
 
 from likewise.errors import LikewiseError
 from likewise.identity.kinds import IdKind
+from likewise.store.key_index import NO_USER, KeyIndex
 
 # Parquet has no 128-bit integer (DuckDB would write a lossy DOUBLE): key files keep the two
 # 64-bit halves.
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS ident (k UHUGEINT NOT NULL, kind UTINYINT NOT NULL,
                                   uid UINTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS segment_keys (audience_id UBIGINT NOT NULL, k UHUGEINT NOT NULL,
                                          kmask UTINYINT NOT NULL);
+CREATE TABLE IF NOT EXISTS graph_meta (name VARCHAR NOT NULL PRIMARY KEY, value BIGINT NOT NULL);
 """
 
 
@@ -198,44 +200,82 @@ class PlatformGraph:
         return BitMap(uids)
 
     def lookup(
-        self, keys: pa.Table, *, refs: pa.Table | None = None, wait_seconds: float = 2.0
-    ) -> pa.Table:
-        """``(eid, uid)`` for ``keys(eid, k, kmask)`` (``k`` the decimal text of a 128-bit key)
-        and ``refs(eid, ext_id)`` (events naming their user by the platform's own user id): one
+        self,
+        keys: pa.Table,
+        *,
+        refs: pa.Table | None = None,
+        wait_seconds: float = 2.0,
+        index: KeyIndex | None = None,
+    ) -> tuple[pa.Table, int]:
+        """``(eid, uid)`` for ``keys(eid, k_hi, k_lo, kmask)`` (a 128-bit key's halves) and
+        ``refs(eid, ext_id)`` (events naming their user by the platform's own user id): one
         user per ``eid``; the user id wins over keys, and the lowest uid when keys disagree.
-        Erased users match nothing. Raises :class:`GraphBusy` if another process holds the
-        graph for longer than ``wait_seconds``."""
+        Erased users match nothing. Keys are looked up in ``index`` when it is of the graph's
+        current generation, else joined with the graph. Also returns that generation (see
+        :meth:`ident_generation`). Raises :class:`GraphBusy` if another process holds the graph
+        for longer than ``wait_seconds``."""
         if refs is None:
             refs = pa.table({"eid": pa.array([], pa.int64()), "ext_id": pa.array([], pa.string())})
-        if keys.num_rows == 0 and refs.num_rows == 0:
-            return pa.table({"eid": pa.array([], pa.int64()), "uid": pa.array([], pa.uint32())})
-        # Only the joins that have rows to probe: most batches carry keys or user ids, not both.
-        parts = []
-        if refs.num_rows:
-            parts.append(
-                """SELECT r.eid, min(u.uid) AS uid, 0 AS p FROM r JOIN users u
-                   ON u.ext_id = r.ext_id WHERE NOT u.erased GROUP BY r.eid"""
-            )
-        if keys.num_rows:
-            parts.append(
-                """SELECT q.eid, min(i.uid) AS uid, 1 AS p FROM q JOIN ident i
-                   ON i.k = q.k::UHUGEINT AND (q.kmask >> i.kind) & 1 = 1 GROUP BY q.eid"""
-            )
         with self.connect(wait_seconds=wait_seconds) as con:
-            con.register("q", keys)
-            con.register("r", refs)
+            generation = self.ident_generation(con)
+            if keys.num_rows == 0 and refs.num_rows == 0:
+                return NO_USERS, generation
+            # Only the joins that have rows to probe: most batches carry keys or user ids, not
+            # both.
+            parts = []
+            if refs.num_rows:
+                parts.append(
+                    """SELECT r.eid, min(u.uid) AS uid, 0 AS p FROM r JOIN users u
+                       ON u.ext_id = r.ext_id WHERE NOT u.erased GROUP BY r.eid"""
+                )
+            tables = {"q": keys, "r": refs}
+            if keys.num_rows and index is not None and index.generation == generation:
+                tables["by_key"] = _found_keys(index, keys)
+                parts.append("SELECT eid, min(uid) AS uid, 1 AS p FROM by_key GROUP BY eid")
+            elif keys.num_rows:
+                parts.append(
+                    f"""SELECT q.eid, min(i.uid) AS uid, 1 AS p FROM q JOIN ident i
+                        ON i.k = {KEY_FROM_HALVES.format(t="q")} AND (q.kmask >> i.kind) & 1 = 1
+                        GROUP BY q.eid"""
+                )
+            for name, table in tables.items():
+                con.register(name, table)
             rows = con.execute(
                 f"""SELECT eid, arg_min(uid, p) AS uid FROM ({" UNION ALL ".join(parts)})
                     GROUP BY eid"""
             ).fetchall()
         # Plain rows, not DuckDB's Arrow output: that may point into memory the connection
         # owns, and the connection is closed here (freeing it later crashed the process).
-        return pa.table(
+        found = pa.table(
             {
                 "eid": pa.array([r[0] for r in rows], pa.int64()),
                 "uid": pa.array([r[1] for r in rows], pa.uint32()),
             }
         )
+        return found, generation
+
+    def ident_generation(self, con: duckdb.DuckDBPyConnection) -> int:
+        """A number every change of the graph's keys (an import, an erasure) increments in its
+        own transaction: an in-memory copy of the keys (:class:`KeyIndex`) is current while
+        its generation is this one."""
+        rows = con.execute("SELECT value FROM graph_meta WHERE name = 'ident_generation'").fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    @staticmethod
+    def bump_ident_generation(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(
+            """INSERT INTO graph_meta VALUES ('ident_generation', 1)
+               ON CONFLICT (name) DO UPDATE SET value = graph_meta.value + 1"""
+        )
+
+    def key_index(self, *, wait_seconds: float = 600.0) -> KeyIndex:
+        """Every key of the graph in memory, with the generation it is of (one snapshot)."""
+        with self.connect(wait_seconds=wait_seconds) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                return KeyIndex.load(con, self.ident_generation(con))
+            finally:
+                con.execute("COMMIT")
 
     def segment_add(self, audience_id: int, keys: pa.Table) -> BitMap:
         """Remember a streaming segment's keys; returns the users they match."""
@@ -303,6 +343,7 @@ class PlatformGraph:
             found = self.uids_for(con, ext_ids)
             con.register("hit", found)
             con.execute("DELETE FROM ident WHERE uid IN (SELECT uid FROM hit)")
+            self.bump_ident_generation(con)
             con.execute(
                 """UPDATE users SET erased = true, personalized_ads = false, ext_id = NULL,
                    country = NULL, region = NULL, age = NULL, gender = NULL, language = NULL,
@@ -350,3 +391,18 @@ def _checkpoint(con: duckdb.DuckDBPyConnection, wait_seconds: float = 30.0) -> N
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+NO_USERS = pa.table({"eid": pa.array([], pa.int64()), "uid": pa.array([], pa.uint32())})
+
+
+def _found_keys(index: KeyIndex, keys: pa.Table) -> pa.Table:
+    """``(eid, uid)`` of the ``keys(eid, k_hi, k_lo, kmask)`` some user holds."""
+    uids = index.lookup(keys["k_hi"].to_numpy(), keys["k_lo"].to_numpy(), keys["kmask"].to_numpy())
+    hit = uids != NO_USER
+    return pa.table(
+        {
+            "eid": pa.array(keys["eid"].to_numpy()[hit], pa.int64()),
+            "uid": pa.array(uids[hit], pa.uint32()),
+        }
+    )

@@ -14,9 +14,11 @@ from likewise.ingest.identity import EventResolver
 from likewise.ingest.processor import EventProcessor
 from likewise.ingest.records import EventRecord, encode_batch
 from likewise.ingest.users import import_users
+from likewise.store import graph as graph_module
 from likewise.store.eventlog import EventLog
 from likewise.store.events import EventStore
 from likewise.store.graph import PlatformGraph
+from likewise.store.key_index import KeyIndex
 from tests.at_rest import contents
 
 T0 = 1_780_000_000.0
@@ -28,13 +30,17 @@ def sha(value: str) -> str:
 
 
 class World:
-    def __init__(self, tmp: Path) -> None:
+    """``lookup`` "graph" joins with the identity graph for every batch; "index" makes sure the
+    in-memory key index is current before each batch, so every keyed batch uses it."""
+
+    def __init__(self, tmp: Path, lookup: str = "graph") -> None:
         self.graph = PlatformGraph(tmp / "platform.duckdb")
         self.log = EventLog(tmp / "events" / "log")
         self.store = EventStore(tmp / "events")
-        self.proc = EventProcessor(
-            self.log, self.store, clock=lambda: T0, resolver=EventResolver(self.graph)
-        )
+        self.lookup = lookup
+        self.resolver = EventResolver(self.graph, key_index=lookup == "index")
+        self.proc = EventProcessor(self.log, self.store, clock=lambda: T0, resolver=self.resolver)
+        self.index_lookups = 0  # batches whose keys the index answered
 
     def users(self, rows: dict[str, dict[str, str]]) -> None:
         table = pa.table(
@@ -56,6 +62,8 @@ class World:
 
     def send(self, *records: EventRecord) -> None:
         self.log.append(encode_batch(list(records)))
+        if self.lookup == "index":
+            self.resolver.refresh_index()
         self.proc.flush()
 
     def owners(self) -> dict[str, int]:
@@ -82,9 +90,18 @@ def ev(event_id: str, *, advertiser: int = 7, channel: str = "web", **keys: obje
     )
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
+@pytest.fixture(params=["graph", "index"])
+def world(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    w = World(tmp_path, request.param)
+    found_keys = graph_module._found_keys
+
+    def counted(index: KeyIndex, keys: pa.Table) -> pa.Table:
+        w.index_lookups += 1
+        return found_keys(index, keys)
+
+    monkeypatch.setattr(graph_module, "_found_keys", counted)
     w.users(
         {
             "ann": {"email": "Ann.Lee@Example.com", "phone": "+1 415 555 0101"},
@@ -106,6 +123,7 @@ def test_graph_keys_resolve(world: World) -> None:
     )
     ann, bob = world.uid("ann"), world.uid("bob")
     assert world.owners() == {"by-email": ann, "by-phone": ann, "by-idfa": bob}
+    assert (world.index_lookups > 0) == (world.lookup == "index")
 
 
 def test_browser_id_learned_from_a_login_resolves_earlier_events(world: World) -> None:
@@ -206,3 +224,34 @@ def test_background_retries_look_only_where_something_new_can_match(world: World
     assert world.proc.resolve_pending(everything=False) == 1
     assert tried[-1] == 2  # anon-2 and later
     assert world.owners()["later"] == world.uid("cy")
+
+
+def test_a_stale_key_index_is_never_used(tmp_path: Path) -> None:
+    """After an erasure or an import the index of the old keys is out of date: batches join
+    with the graph until a new one is built in the background, then use that one."""
+    w = World(tmp_path, "index")
+    bob_mail, cat_mail = sha("bob@example.com"), sha("cat@example.com")
+    try:
+        w.users({"ann": {"email": "ann@example.com"}, "bob": {"email": "bob@example.com"}})
+        w.resolver.refresh_index()
+        first = w.resolver.wait_for_index()
+        assert first is not None and len(first) > 0
+        w.graph.erase_uids(["bob"])
+        w.log.append(encode_batch([ev("bob", email=[bob_mail])]))  # the index still has him
+        w.proc.flush()
+        assert w.owners() == {}
+        second = w.resolver.wait_for_index()  # the batch started a build of the new keys
+        assert second is not None and second.generation > first.generation
+        assert len(second) < len(first)
+        w.users({"cat": {"email": "cat@example.com"}})
+        w.log.append(encode_batch([ev("cat", email=[cat_mail])]))  # not in the index yet
+        w.proc.flush()
+        assert w.owners() == {"cat": w.uid("cat")}
+        third = w.resolver.wait_for_index()
+        assert third is not None and third.generation > second.generation
+        w.index_lookups = 0
+        w.send(ev("cat-2", email=[cat_mail]), ev("bob-2", email=[bob_mail]))
+        assert w.owners() == {"cat": w.uid("cat"), "cat-2": w.uid("cat")}
+    finally:
+        w.log.close()
+        w.store.close()

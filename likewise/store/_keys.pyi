@@ -1,0 +1,24 @@
+"""Types of the compiled module ``_keys.pyx``."""
+
+import numpy as np
+
+NO_USER: int
+
+def bucketize(
+    hi: np.ndarray,
+    lo: np.ndarray,
+    kind: np.ndarray,
+    uid: np.ndarray,
+    bits: int,
+    starts: np.ndarray,
+    out: np.ndarray,
+) -> None: ...
+def lookup(
+    keys: np.ndarray,
+    starts: np.ndarray,
+    bits: int,
+    q_hi: np.ndarray,
+    q_lo: np.ndarray,
+    q_mask: np.ndarray,
+    out: np.ndarray,
+) -> None: ...
