@@ -10,27 +10,38 @@ Senders are separate processes with keep-alive connections and pre-encoded bodie
 client costs as little as possible on the 2-core machine (it shares the cores with the server).
 
     python bench/events.py --seconds 10
+    python bench/events.py --seconds 10 --users 10000000   # with a 10M-user identity graph
+
+With ``--users N`` the server's platform has N simulated users (imported before it starts) and
+every other event carries the hashed e-mail of one of them, so identity resolution matches;
+``--no-key-index`` resolves by joining with the graph for every batch instead of the in-memory
+key index (``LIKEWISE_EVENT_KEY_INDEX=false``), for comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import CPUTime, PeakRSS, bare_server, server, work_dir
 
 BODIES_PER_SENDER = 50
+# SHA-256 of platform users' e-mails (with --users): set before the senders fork.
+KNOWN_EMAILS: list[str] = []
 
 
 def make_bodies(pixel: str, sender: int, per_request: int) -> list[bytes]:
@@ -44,7 +55,7 @@ def make_bodies(pixel: str, sender: int, per_request: int) -> list[bytes]:
                 "event_time": now,
                 "event_id": f"s{sender}-b{b}-e{i}",
                 "user": {
-                    "email": f"{(sender * 7919 + b * 131 + i) % 10**12:064x}",
+                    "email": known_email(sender, b, i) or f"{(sender * 7919 + b * 131 + i):064x}",
                     "ttp": f"ttp-{sender}-{b}-{i}",
                 },
                 "page": {"url": f"https://shop.example/p/{i % 500}?utm_source=tiktok"},
@@ -59,6 +70,38 @@ def make_bodies(pixel: str, sender: int, per_request: int) -> list[bytes]:
         body = {"event_source": "web", "event_source_id": pixel, "data": data}
         bodies.append(json.dumps(body).encode())
     return bodies
+
+
+def known_email(sender: int, body: int, i: int) -> str | None:
+    """Every other event: a platform user's e-mail (when there are users)."""
+    if not KNOWN_EMAILS or i % 2:
+        return None
+    return KNOWN_EMAILS[(sender * 100_003 + body * 1_009 + i) % len(KNOWN_EMAILS)]
+
+
+def platform_users(data: Path, n: int) -> float:
+    """Import ``n`` simulated users into ``data`` (before the server starts); fills
+    :data:`KNOWN_EMAILS`. Returns the seconds the import took."""
+    from likewise.identity.email import normalize_email_basic
+    from likewise.sim import generate_users
+
+    work = data.parent
+    users = generate_users(n, seed=3)
+    pq.write_table(users, work / "users.parquet")
+    emails = users.column("email").slice(0, 400_000).to_pylist()
+    del users
+    for raw in emails:
+        basic = normalize_email_basic(raw) if raw else None
+        if basic:
+            KNOWN_EMAILS.append(hashlib.sha256(basic.encode()).hexdigest())
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "likewise.cli", "users", "import", str(work / "users.parquet")],
+        env={**os.environ, "LIKEWISE_DATA_DIR": str(data)},
+        capture_output=True,
+        check=True,
+    )
+    return round(time.perf_counter() - t0, 1)
 
 
 def sender(args: tuple[str, str, str, int, int, float, float]) -> tuple[int, int, list[float]]:
@@ -136,8 +179,16 @@ def main() -> None:
     ap.add_argument("--batch-senders", type=int, default=4)
     ap.add_argument("--single-senders", type=int, default=8)
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--users", type=int, default=0, help="platform users in the identity graph")
+    ap.add_argument("--no-key-index", action="store_true", help="join with the graph instead")
     args = ap.parse_args()
     results: dict[str, object] = {"seconds": args.seconds, "batch": args.batch}
+    data = work_dir() / "data"
+    if args.users:
+        results["users"] = args.users
+        results["users_import_seconds"] = platform_users(data, args.users)
+    env = {"LIKEWISE_EVENT_KEY_INDEX": "false"} if args.no_key_index else {}
+    results["key_index"] = not args.no_key_index
 
     url, bare = bare_server()
     try:
@@ -149,8 +200,7 @@ def main() -> None:
         bare.terminate()
         bare.wait(30)
 
-    data = work_dir() / "data"
-    with server(data) as (url, proc), PeakRSS(proc.pid) as mem:
+    with server(data, **env) as (url, proc), PeakRSS(proc.pid) as mem:
         admin = {"X-Admin-Token": "bench"}
         adv = httpx.post(
             url + "/admin/v1/advertisers", headers=admin, json={"name": "bench"}

@@ -131,6 +131,13 @@ class EventResolver:
         if not self.use_key_index or (index is not None and index.generation == generation):
             return
         self._index = None  # out of date: its memory is better free for the next one
+        self.start_building()
+
+    def start_building(self) -> None:
+        """Build the index in the background (at start, so the first batches need not scan
+        the graph; and whenever the keys changed)."""
+        if not self.use_key_index:
+            return
         if self._building is None or not self._building.is_alive():
             self._building = threading.Thread(
                 target=self._build_index, name="event-key-index", daemon=True

@@ -187,10 +187,12 @@ def run(
     )
     folder = settings.data_dir / "events"
     store = EventStore(folder, threads=settings.duckdb_threads)
+    resolver = EventResolver(graph, key_index=settings.event_key_index)
+    resolver.start_building()
     processor = EventProcessor(
         SealedSegments(folder / "log"),
         store,
-        resolver=EventResolver(graph, key_index=settings.event_key_index),
+        resolver=resolver,
         retention_days=settings.event_retention_days,
     )
     feed = LiveFeed(store, graph)

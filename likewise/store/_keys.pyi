@@ -4,13 +4,15 @@ import numpy as np
 
 NO_USER: int
 
-def bucketize(
+def count(hi: np.ndarray, bits: int, counts: np.ndarray) -> None: ...
+def scatter(
     hi: np.ndarray,
     lo: np.ndarray,
     kind: np.ndarray,
     uid: np.ndarray,
     bits: int,
     starts: np.ndarray,
+    cursor: np.ndarray,
     out: np.ndarray,
 ) -> None: ...
 def lookup(

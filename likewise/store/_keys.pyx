@@ -19,50 +19,55 @@ cdef packed struct Entry:
     uint8_t kind
 
 
-def bucketize(
+def count(const uint64_t[::1] hi, int bits, uint32_t[::1] counts) -> None:
+    """Add to ``counts[b]`` (``2**bits`` entries) the keys whose leading ``bits`` bits are b."""
+    cdef Py_ssize_t n = hi.shape[0], i
+    cdef int shift = 64 - bits
+    if not 1 <= bits <= 32:
+        raise ValueError("bits must be between 1 and 32")
+    if counts.shape[0] != (<Py_ssize_t>1) << bits:
+        raise ValueError("counts must have 2**bits entries")
+    with nogil:
+        for i in range(n):
+            counts[hi[i] >> shift] += 1
+
+
+def scatter(
     const uint64_t[::1] hi,
     const uint64_t[::1] lo,
     const uint8_t[::1] kind,
     const uint32_t[::1] uid,
     int bits,
-    uint32_t[::1] starts,
+    const uint32_t[::1] starts,
+    uint32_t[::1] cursor,
     Entry[::1] out,
 ) -> None:
-    """Order the keys by their leading ``bits`` bits (stable) into ``out`` (one packed entry
-    a key: a bucket's candidates share cache lines); ``starts[b]:starts[b + 1]`` is then
-    bucket ``b``. ``starts`` has ``2**bits + 1`` entries."""
+    """Put each key at its bucket's cursor (``cursor[b]``: the next free slot of bucket b,
+    which ends at ``starts[b + 1]``; advanced here), as one packed entry: a bucket's
+    candidates share cache lines."""
     cdef Py_ssize_t n = hi.shape[0], i, b, nb = (<Py_ssize_t>1) << bits
     cdef int shift = 64 - bits
-    cdef uint32_t total = 0, slot
+    cdef uint32_t slot
     if not 1 <= bits <= 32:
         raise ValueError("bits must be between 1 and 32")
-    if not (lo.shape[0] == kind.shape[0] == uid.shape[0] == out.shape[0] == n):
+    if not (lo.shape[0] == kind.shape[0] == uid.shape[0] == n):
         raise ValueError("the key columns differ in length")
-    if starts.shape[0] != nb + 1:
-        raise ValueError("starts must have 2**bits + 1 entries")
-    if n >= _NO_USER:
-        raise ValueError("too many keys for one index")
+    if cursor.shape[0] != nb or starts.shape[0] != nb + 1:
+        raise ValueError("cursor must have 2**bits entries and starts one more")
+    if starts[nb] > out.shape[0]:
+        raise ValueError("starts reaches beyond the output")
     with nogil:
-        for b in range(nb + 1):
-            starts[b] = 0
-        for i in range(n):
-            starts[(hi[i] >> shift) + 1] += 1
-        for b in range(1, nb + 1):
-            total += starts[b]
-            starts[b] = total
-        # starts[b] is now bucket b's first slot; fill each bucket from there (a running
-        # cursor), then shift back.
         for i in range(n):
             b = hi[i] >> shift
-            slot = starts[b]
+            slot = cursor[b]
+            if slot >= starts[b + 1]:
+                with gil:
+                    raise ValueError("more keys than counted")
             out[slot].hi = hi[i]
             out[slot].lo = lo[i]
             out[slot].uid = uid[i]
             out[slot].kind = kind[i]
-            starts[b] = slot + 1
-        for b in range(nb, 0, -1):
-            starts[b] = starts[b - 1]
-        starts[0] = 0
+            cursor[b] = slot + 1
 
 
 def lookup(

@@ -258,7 +258,8 @@ class PlatformGraph:
         """A number every change of the graph's keys (an import, an erasure) increments in its
         own transaction: an in-memory copy of the keys (:class:`KeyIndex`) is current while
         its generation is this one."""
-        rows = con.execute("SELECT value FROM graph_meta WHERE name = 'ident_generation'").fetchall()
+        sql = "SELECT value FROM graph_meta WHERE name = 'ident_generation'"
+        rows = con.execute(sql).fetchall()
         return int(rows[0][0]) if rows else 0
 
     @staticmethod

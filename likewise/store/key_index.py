@@ -14,6 +14,7 @@ an index of another generation is never used.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -39,30 +40,61 @@ class KeyIndex:
     def build(
         cls, hi: np.ndarray, lo: np.ndarray, kind: np.ndarray, uid: np.ndarray, generation: int
     ) -> KeyIndex:
-        n = len(hi)
-        bits = min(32, max(1, (n // BUCKET_SIZE).bit_length()))
-        starts = np.empty((1 << bits) + 1, np.uint32)
-        keys = np.empty(n, ENTRY)
-        _keys.bucketize(
+        """An index of these keys (columns of equal length)."""
+        columns = [
             np.ascontiguousarray(hi, np.uint64),
             np.ascontiguousarray(lo, np.uint64),
             np.ascontiguousarray(kind, np.uint8),
             np.ascontiguousarray(uid, np.uint32),
-            bits,
-            starts,
-            keys,
-        )
-        return cls(generation, bits, starts, keys)
+        ]
+        return cls._assemble(len(hi), lambda: [columns[0]], lambda: [columns], generation)
 
     @classmethod
-    def load(cls, con: duckdb.DuckDBPyConnection, generation: int) -> KeyIndex:
-        """Every key of the graph behind ``con`` (read in one statement: one snapshot)."""
-        got = con.execute(
-            f"""SELECT (k >> 64)::UBIGINT AS hi, (k & {LOW_64}::UHUGEINT)::UBIGINT AS lo,
-                       kind, uid FROM ident"""
-        ).fetchnumpy()
-        # fetchnumpy gives numpy-owned copies: nothing points into the connection's memory.
-        return cls.build(got["hi"], got["lo"], got["kind"], got["uid"], generation)
+    def load(
+        cls, con: duckdb.DuckDBPyConnection, generation: int, *, batch_rows: int = 1 << 20
+    ) -> KeyIndex:
+        """Every key of the graph behind ``con``, which must be in a transaction (the keys are
+        read twice, and must be the same keys). Read in batches, so the only full-size copy is
+        the index itself."""
+        rows = con.execute("SELECT count(*) FROM ident").fetchall()
+        split = f"(k >> 64)::UBIGINT AS hi, (k & {LOW_64}::UHUGEINT)::UBIGINT AS lo"
+
+        def batches(sql: str) -> Iterator[list[np.ndarray]]:
+            for batch in con.sql(sql).to_arrow_reader(batch_rows):
+                yield [np.ascontiguousarray(c.to_numpy()) for c in batch.columns]
+
+        return cls._assemble(
+            int(rows[0][0]),
+            lambda: (b[0] for b in batches(f"SELECT {split} FROM ident")),
+            lambda: batches(f"SELECT {split}, kind::UTINYINT, uid::UINTEGER FROM ident"),
+            generation,
+        )
+
+    @classmethod
+    def _assemble(
+        cls,
+        n: int,
+        his: Callable[[], Iterable[np.ndarray]],
+        columns: Callable[[], Iterable[list[np.ndarray]]],
+        generation: int,
+    ) -> KeyIndex:
+        """A counting sort by the leading bits: one pass counts each bucket's keys, a second
+        puts them in place (both may stream)."""
+        bits = min(32, max(1, (n // BUCKET_SIZE).bit_length()))
+        counts = np.zeros(1 << bits, np.uint32)
+        for hi in his():
+            _keys.count(hi, bits, counts)
+        starts = np.zeros((1 << bits) + 1, np.uint32)
+        np.cumsum(counts, out=starts[1:])
+        if int(starts[-1]) != n:
+            raise ValueError(f"counted {int(starts[-1])} keys, expected {n}")
+        keys = np.empty(n, ENTRY)
+        cursor = starts[:-1].copy()
+        for hi, lo, kind, uid in columns():
+            _keys.scatter(hi, lo, kind, uid, bits, starts, cursor, keys)
+        if not np.array_equal(cursor, starts[1:]):
+            raise ValueError("the keys changed while the index was built")
+        return cls(generation, bits, starts, keys)
 
     def __len__(self) -> int:
         return len(self.keys)

@@ -88,45 +88,33 @@ def test_empty() -> None:
 def test_refuses_what_does_not_fit() -> None:
     index = build([(1, 2, 1, 7), (2**63, 5, 2, 8)])
     hi, lo, kind, uid = (np.zeros(3, t) for t in (np.uint64, np.uint64, np.uint8, np.uint32))
-    starts = np.zeros(3, np.uint32)
+    counts = np.zeros(2, np.uint32)
     with pytest.raises(ValueError, match="bits"):
-        _keys.bucketize(hi, lo, kind, uid, 0, starts, np.empty(3, ENTRY))
+        _keys.count(hi, 0, counts)
     with pytest.raises(ValueError, match="bits"):
-        _keys.bucketize(hi, lo, kind, uid, 33, starts, np.empty(3, ENTRY))
-    with pytest.raises(ValueError, match="starts"):
-        _keys.bucketize(hi, lo, kind, uid, 2, starts, np.empty(3, ENTRY))
-    with pytest.raises(ValueError, match="length"):
-        _keys.bucketize(hi, lo[:2], kind, uid, 1, starts, np.empty(3, ENTRY))
+        _keys.count(hi, 33, counts)
+    with pytest.raises(ValueError, match="counts"):
+        _keys.count(hi, 2, counts)
     with pytest.raises(ValueError, match="dtype mismatch"):
-        _keys.bucketize(hi.astype(np.int64), lo, kind, uid, 1, starts, np.empty(3, ENTRY))
-    q = np.zeros(2, np.uint64)
+        _keys.count(hi.astype(np.int64), 1, counts)
+    _keys.count(hi, 1, counts)
+    assert counts.tolist() == [3, 0]
+    starts = np.array([0, 3, 3], np.uint32)
+    out = np.empty(3, ENTRY)
     with pytest.raises(ValueError, match="length"):
-        _keys.lookup(
-            index.keys,
-            index.starts,
-            index.bits,
-            q,
-            q[:1],
-            np.zeros(2, np.uint8),
-            np.empty(2, np.uint32),
-        )
+        _keys.scatter(hi, lo[:2], kind, uid, 1, starts, starts[:-1].copy(), out)
+    with pytest.raises(ValueError, match="cursor"):
+        _keys.scatter(hi, lo, kind, uid, 2, starts, starts[:-1].copy(), out)
+    with pytest.raises(ValueError, match="beyond"):
+        _keys.scatter(hi, lo, kind, uid, 1, starts, starts[:-1].copy(), out[:2])
+    too_few = np.array([0, 2, 3], np.uint32)  # says two keys in bucket 0: there are three
+    with pytest.raises(ValueError, match="more keys than counted"):
+        _keys.scatter(hi, lo, kind, uid, 1, too_few, too_few[:-1].copy(), out)
+    q = np.zeros(2, np.uint64)
+    mask, found = np.zeros(2, np.uint8), np.empty(2, np.uint32)
+    with pytest.raises(ValueError, match="length"):
+        _keys.lookup(index.keys, index.starts, index.bits, q, q[:1], mask, found)
     with pytest.raises(ValueError, match="fit"):
-        _keys.lookup(
-            index.keys,
-            index.starts,
-            index.bits + 1,
-            q,
-            q,
-            np.zeros(2, np.uint8),
-            np.empty(2, np.uint32),
-        )
+        _keys.lookup(index.keys, index.starts, index.bits + 1, q, q, mask, found)
     with pytest.raises(ValueError, match="describe"):
-        _keys.lookup(
-            index.keys[:1],
-            index.starts,
-            index.bits,
-            q,
-            q,
-            np.zeros(2, np.uint8),
-            np.empty(2, np.uint32),
-        )
+        _keys.lookup(index.keys[:1], index.starts, index.bits, q, q, mask, found)
