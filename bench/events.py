@@ -156,6 +156,21 @@ def load(url: str, token: str, pixel: str, senders: int, per_request: int, secon
     }
 
 
+def trickle(url: str, token: str, pixel: str, rate: float, seconds: float) -> int:
+    """``rate`` single-event requests a second for ``seconds``; returns those acknowledged."""
+    body = make_bodies(pixel, 999, 1)
+    headers = {"Access-Token": token, "Content-Type": "application/json"}
+    ok = 0
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        start = time.monotonic()
+        for i in range(int(rate * seconds)):
+            time.sleep(max(0.0, start + i / rate - time.monotonic()))
+            answer = client.post("/open_api/v1.3/event/track/", content=body[i % len(body)])
+            ok += answer.json()["code"] == 0
+        time.sleep(max(0.0, start + seconds - time.monotonic()))
+    return ok
+
+
 def per_event(spent: dict[str, float], result: dict[str, object]) -> dict[str, float]:
     """CPU microseconds per acknowledged event, by process."""
     events = int(result["requests"]) * int(result.get("per_request", 1))  # type: ignore[call-overload]
@@ -180,6 +195,7 @@ def main() -> None:
     ap.add_argument("--single-senders", type=int, default=8)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--users", type=int, default=0, help="platform users in the identity graph")
+    ap.add_argument("--trickle-rate", type=float, default=20.0, help="events/s of the trickle")
     ap.add_argument("--no-key-index", action="store_true", help="join with the graph instead")
     args = ap.parse_args()
     results: dict[str, object] = {"seconds": args.seconds, "batch": args.batch}
@@ -228,6 +244,13 @@ def main() -> None:
         results["likewise_single_cpu_us_per_event"] = per_event(
             cpu.since(), results["likewise_single"]
         )
+        # A trickle: what a quiet hour costs (each worker pass resolves a few events).
+        sent = trickle(url, token, code, args.trickle_rate, args.seconds)
+        results["trickle"] = {
+            "events_per_second": args.trickle_rate,
+            "acknowledged": sent,
+            "cpu_percent": {k: round(v * 100 / args.seconds, 1) for k, v in cpu.since().items()},
+        }
         results["likewise_peak_rss_mib"] = round(mem.peak / 2**20)
     log_bytes = sum(p.stat().st_size for p in (data / "events").rglob("*") if p.is_file())
     results["event_files_mib"] = round(log_bytes / 2**20, 1)

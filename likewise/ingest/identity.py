@@ -30,6 +30,7 @@ import time
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from likewise.domain.events import ENGAGEMENT_CLICK
 from likewise.identity.kinds import IdKind
@@ -194,15 +195,8 @@ class EventResolver:
                     "kmask": pa.array(got["kmask"], pa.uint8()),
                 }
             )
-            refs = con.execute(
-                "SELECT eid, user_ref FROM cand WHERE user_ref IS NOT NULL"
-            ).fetchall()
-            users = pa.table(
-                {
-                    "eid": pa.array([r[0] for r in refs], pa.int64()),
-                    "ext_id": pa.array([r[1] for r in refs], pa.string()),
-                }
-            )
+            named = candidates.filter(pc.is_valid(candidates["user_ref"]))
+            users = pa.table({"eid": named["eid"], "ext_id": named["user_ref"]})
             try:
                 found, generation = self.graph.lookup(
                     keys, refs=users, wait_seconds=self.graph_wait_seconds, index=self._index

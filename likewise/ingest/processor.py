@@ -247,8 +247,7 @@ class EventProcessor:
                 resolved = self.resolver.resolve(
                     con, usable.select(list(CANDIDATE_COLUMNS)), self.clock()
                 )
-            self.store.set_meta(con, "next_eid", next_eid)
-            self.store.set_meta(con, "last_segment", seq)
+            self.store.set_meta(con, "next_eid", next_eid, last_segment=seq)
             con.execute("COMMIT")
             self._dirty = False
             usable_now = self._usable_rows(con, resolved, kept)
@@ -314,8 +313,9 @@ class EventProcessor:
                 candidates = pa.table(_columns(rows, CANDIDATE_TYPES))
                 con.execute("BEGIN TRANSACTION")
                 resolved = self.resolver.resolve(con, candidates, now)
-                self.store.set_meta(con, "pending_graph", graph_mark)
-                self.store.set_meta(con, "pending_links_ms", int(now * 1000))
+                self.store.set_meta(
+                    con, "pending_graph", graph_mark, pending_links_ms=int(now * 1000)
+                )
                 con.execute("COMMIT")
                 usable_now = self._usable_rows(con, resolved, None)
         self._tell(usable_now)

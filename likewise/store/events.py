@@ -144,10 +144,14 @@ class EventStore:
         return int(rows[0][0]) if rows else default
 
     @staticmethod
-    def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: int) -> None:
+    def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: int, **more: int) -> None:
+        """Set ``key`` (and the keys of ``more``) in one statement."""
+        items = [(key, value), *more.items()]
         con.execute(
-            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
-            [key, value],
+            "INSERT INTO meta VALUES "
+            + ", ".join("(?, ?)" for _ in items)
+            + " ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+            [x for item in items for x in item],
         )
 
     # --- parts -------------------------------------------------------------------------------

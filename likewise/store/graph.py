@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 from pyroaring import BitMap
 
@@ -74,6 +75,8 @@ class PlatformGraph:
         # changes by another process are seen through the file (excluded_file).
         self.excluded_listeners: list[Callable[[], None]] = []
         self._excluded_changed = False
+        # (generation, change mark) of the last key index a connection found current.
+        self._index_seen: tuple[int, int] | None = None
 
     def change_mark(self) -> int:
         """A number that changes when the graph's files do (its database and write-ahead log):
@@ -216,8 +219,16 @@ class PlatformGraph:
         for longer than ``wait_seconds``."""
         if refs is None:
             refs = pa.table({"eid": pa.array([], pa.int64()), "ext_id": pa.array([], pa.string())})
+        mark = self.change_mark()
+        unchanged = index is not None and self._index_seen == (index.generation, mark)
+        if index is not None and unchanged and refs.num_rows == 0:
+            # Nothing written to the graph since this index was found current: no connection
+            # (opening and closing one costs more than the rest of a small batch).
+            return _first_per_event(_found_keys(index, keys)), index.generation
         with self.connect(wait_seconds=wait_seconds) as con:
             generation = self.ident_generation(con)
+            if index is not None and index.generation == generation:
+                self._index_seen = (generation, mark)  # the mark from before: conservative
             if keys.num_rows == 0 and refs.num_rows == 0:
                 return NO_USERS, generation
             # Only the joins that have rows to probe: most batches carry keys or user ids, not
@@ -406,4 +417,19 @@ def _found_keys(index: KeyIndex, keys: pa.Table) -> pa.Table:
             "eid": pa.array(keys["eid"].to_numpy()[hit], pa.int64()),
             "uid": pa.array(uids[hit], pa.uint32()),
         }
+    )
+
+
+def _first_per_event(found: pa.Table) -> pa.Table:
+    """``found(eid, uid)`` reduced to the lowest uid of each eid."""
+    if found.num_rows == 0:
+        return NO_USERS
+    eid = found["eid"].to_numpy()
+    uid = found["uid"].to_numpy()
+    order = np.lexsort((uid, eid))
+    eid, uid = eid[order], uid[order]
+    first = np.ones(len(eid), bool)
+    first[1:] = eid[1:] != eid[:-1]
+    return pa.table(
+        {"eid": pa.array(eid[first], pa.int64()), "uid": pa.array(uid[first], pa.uint32())}
     )

@@ -90,11 +90,7 @@ def ev(event_id: str, *, advertiser: int = 7, channel: str = "web", **keys: obje
     )
 
 
-@pytest.fixture(params=["graph", "index"])
-def world(
-    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[World]:
-    w = World(tmp_path, request.param)
+def count_index_lookups(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
     found_keys = graph_module._found_keys
 
     def counted(index: KeyIndex, keys: pa.Table) -> pa.Table:
@@ -102,6 +98,14 @@ def world(
         return found_keys(index, keys)
 
     monkeypatch.setattr(graph_module, "_found_keys", counted)
+
+
+@pytest.fixture(params=["graph", "index"])
+def world(
+    tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    w = World(tmp_path, request.param)
+    count_index_lookups(w, monkeypatch)
     w.users(
         {
             "ann": {"email": "Ann.Lee@Example.com", "phone": "+1 415 555 0101"},
@@ -226,32 +230,35 @@ def test_background_retries_look_only_where_something_new_can_match(world: World
     assert world.owners()["later"] == world.uid("cy")
 
 
-def test_a_stale_key_index_is_never_used(tmp_path: Path) -> None:
+def test_a_stale_key_index_is_never_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After an erasure or an import the index of the old keys is out of date: batches join
     with the graph until a new one is built in the background, then use that one."""
     w = World(tmp_path, "index")
+    count_index_lookups(w, monkeypatch)
     bob_mail, cat_mail = sha("bob@example.com"), sha("cat@example.com")
     try:
         w.users({"ann": {"email": "ann@example.com"}, "bob": {"email": "bob@example.com"}})
         w.resolver.refresh_index()
         first = w.resolver.wait_for_index()
         assert first is not None and len(first) > 0
+        w.send(ev("ann", email=[sha("ann@example.com")]))  # found current: no connection next
+        assert w.index_lookups > 0
         w.graph.erase_uids(["bob"])
         w.log.append(encode_batch([ev("bob", email=[bob_mail])]))  # the index still has him
         w.proc.flush()
-        assert w.owners() == {}
+        assert w.owners() == {"ann": w.uid("ann")}
         second = w.resolver.wait_for_index()  # the batch started a build of the new keys
         assert second is not None and second.generation > first.generation
         assert len(second) < len(first)
         w.users({"cat": {"email": "cat@example.com"}})
         w.log.append(encode_batch([ev("cat", email=[cat_mail])]))  # not in the index yet
         w.proc.flush()
-        assert w.owners() == {"cat": w.uid("cat")}
+        assert w.owners() == {"ann": w.uid("ann"), "cat": w.uid("cat")}
         third = w.resolver.wait_for_index()
         assert third is not None and third.generation > second.generation
-        w.index_lookups = 0
         w.send(ev("cat-2", email=[cat_mail]), ev("bob-2", email=[bob_mail]))
-        assert w.owners() == {"cat": w.uid("cat"), "cat-2": w.uid("cat")}
+        cat = w.uid("cat")
+        assert w.owners() == {"ann": w.uid("ann"), "cat": cat, "cat-2": cat}
     finally:
         w.log.close()
         w.store.close()

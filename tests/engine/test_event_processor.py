@@ -146,7 +146,7 @@ def test_replay_after_a_crash_before_commit_stores_nothing_twice(
     log.append(encode_batch([ev("a", received=T0), ev("b", received=T0)]))
     log.rotate()
 
-    def crash(*args: object) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
         raise OSError("disk went away")
 
     # Parts are written, then the state commit fails: the segment must stay for a retry.
@@ -250,7 +250,7 @@ def test_a_backlog_is_stored_in_one_pass_and_a_failed_pass_leaves_no_copies(
         log.rotate()
     assert len(log.sealed()) == 3
 
-    def crash(*args: object) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
         raise OSError("disk went away")
 
     monkeypatch.setattr(store, "set_meta", crash)
