@@ -232,8 +232,9 @@ def main() -> None:
             json={"kind": "PIXEL", "name": "bench pixel"},
         ).json()["data"]
         code, token = pixel["code"], adv["access_token"]
-        # A trickle first, on a settled server (with users, the worker builds its key index at
-        # start): what a quiet hour costs, each worker pass resolving a few events.
+        # A trickle first, on a settled server (with users, the worker builds its key index
+        # after the first event): what a quiet hour costs, each pass resolving a few events.
+        trickle(url, token, code, 1.0, 1.0)
         time.sleep(args.settle)
         cpu = CPUTime(proc.pid)
         sent = trickle(url, token, code, args.trickle_rate, args.seconds)

@@ -63,9 +63,9 @@ class Settings(BaseSettings):
     event_key_index: bool = Field(
         default=True,
         description="Resolve events against an in-memory copy of the identity graph's keys "
-        "(about 21 bytes a key in the event processor, built in seconds after each import or "
-        "erasure) instead of scanning the graph for every batch, which costs about a second "
-        "of CPU a batch at 10M users.",
+        "(about 21 bytes a key in the event processor, built in seconds when events first "
+        "arrive and after each import or erasure) instead of scanning the graph for every "
+        "batch, which costs about a second of CPU a batch at 10M users.",
     )
     rule_refresh_seconds: float = Field(
         default=60.0,

@@ -135,8 +135,8 @@ class EventResolver:
         self.start_building()
 
     def start_building(self) -> None:
-        """Build the index in the background (at start, so the first batches need not scan
-        the graph; and whenever the keys changed)."""
+        """Build the index in the background (after the first batch with keys, and whenever
+        the keys changed)."""
         if not self.use_key_index:
             return
         if self._building is None or not self._building.is_alive():

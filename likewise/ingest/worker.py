@@ -187,8 +187,9 @@ def run(
     )
     folder = settings.data_dir / "events"
     store = EventStore(folder, threads=settings.duckdb_threads)
+    # The key index is built when the first batch with keys arrives, not at start: a platform
+    # that sends no events does not hold its identity keys in memory twice.
     resolver = EventResolver(graph, key_index=settings.event_key_index)
-    resolver.start_building()
     processor = EventProcessor(
         SealedSegments(folder / "log"),
         store,
