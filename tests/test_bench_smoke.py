@@ -41,11 +41,20 @@ def test_users_import_benchmark_smoke() -> None:
 
 
 def test_events_benchmark_smoke() -> None:
-    out = run("events.py", "--seconds", "1", "--batch-senders", "2", "--single-senders", "2")
+    out = run(
+        "events.py",
+        *("--seconds", "1", "--batch-senders", "2", "--single-senders", "2"),
+        *("--users", "2000", "--settle", "0.5"),
+    )
     for load in ("bare_batched", "bare_single", "likewise_batched", "likewise_single"):
         result = out[load]
         assert isinstance(result, dict) and result["requests"] > 0 and result["failed"] == 0
     assert isinstance(out["batched_ratio_to_bare"], float) and out["batched_ratio_to_bare"] > 0
+    trickle = out["trickle"]
+    assert isinstance(trickle, dict) and trickle["acknowledged"] == 20
+    assert "server" in trickle["cpu_percent"] and out["key_index"] is True
+    cpu = out["likewise_batched_cpu_us_per_event"]
+    assert isinstance(cpu, dict) and cpu["server"] > 0
 
 
 def test_rules_batch_benchmark_smoke(tmp_path: Path) -> None:
