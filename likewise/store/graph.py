@@ -266,8 +266,8 @@ class PlatformGraph:
         return found, generation
 
     def ident_generation(self, con: duckdb.DuckDBPyConnection) -> int:
-        """A number every change of the graph's keys (an import, an erasure) increments in its
-        own transaction: an in-memory copy of the keys (:class:`KeyIndex`) is current while
+        """A number every change of the graph's keys (an import, an erasure) increments once
+        the change is made: an in-memory copy of the keys (:class:`KeyIndex`) is current while
         its generation is this one."""
         sql = "SELECT value FROM graph_meta WHERE name = 'ident_generation'"
         rows = con.execute(sql).fetchall()

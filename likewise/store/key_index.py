@@ -7,9 +7,11 @@ kept a core busy. This index holds the same rows (key, kind, user) bucketed by t
 leading bits (:mod:`likewise.store._keys`): a lookup reads one bucket of a few entries.
 
 Memory: 21 bytes a key (about 1.3 GB at 10M users with e-mail, phone and a device id each),
-built in a few seconds. An index is tied to the graph's ``ident_generation``, which every change
-of ``ident`` increments in the same transaction (:meth:`PlatformGraph.bump_ident_generation`):
-an index of another generation is never used.
+built in about 11 s at that size. An index is tied to the graph's ``ident_generation``, which
+every change of ``ident`` increments once the change is made
+(:meth:`PlatformGraph.bump_ident_generation`), and it reads the generation and the keys in one
+transaction: an index never claims a generation whose keys it lacks, and an index of another
+generation is never used.
 """
 
 from __future__ import annotations
