@@ -4,16 +4,19 @@ These handlers take no parameters FastAPI would resolve (they read the body them
 ``routes.events``), so on their paths the router walk, dependency solving and exception-handler
 layers only cost time: about half of the CPU of a single-event request. This ASGI middleware
 calls the same handlers directly and turns domain errors into the same TikTok envelope. The
-routes stay registered with FastAPI too, for the OpenAPI schema and for other methods (a GET
-on them gets FastAPI's 405).
+routes are read from FastAPI's own (``routes.events``' POST handlers that take only the request)
+and stay there, for the OpenAPI schema and for other methods (a GET gets FastAPI's 405).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from likewise.api.envelope import failure
@@ -23,19 +26,22 @@ from likewise.errors import LikewiseError
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-PREFIX = "/open_api/v1.3"
-HANDLERS: dict[str, Handler] = {
-    "/event/track/": events.event_track,
-    "/pixel/track/": events.pixel_track,
-    "/pixel/batch/": events.pixel_batch,
-    "/offline/track/": events.offline_track,
-    "/offline/batch/": events.offline_batch,
-}
-# Both spellings, as ``tiktok_route`` registers them: the trailing slash is optional.
+
+def _direct(route: BaseRoute) -> Handler | None:
+    """The handler of a POST route of ``routes.events`` that takes only the request."""
+    if not isinstance(route, APIRoute) or "POST" not in route.methods:
+        return None
+    if list(inspect.signature(route.endpoint).parameters) != ["request"]:
+        return None
+    return route.endpoint  # type: ignore[no-any-return]
+
+
+# Path -> handler, both spellings (``tiktok_route`` registers each path with and without the
+# trailing slash).
 ROUTES: dict[str, Handler] = {
-    f"{PREFIX}{path.rstrip('/')}{end}": handler
-    for path, handler in HANDLERS.items()
-    for end in ("", "/")
+    route.path: handler  # type: ignore[attr-defined]
+    for route in events.router.routes
+    if (handler := _direct(route)) is not None
 }
 
 

@@ -99,12 +99,8 @@ def _track_record(
     )
     # Only what is present is set (the rest keeps its default): most events carry a few keys.
     if user is not _NO_USER:
-        email = user.email
-        if email:  # the usual case first: one SHA-256 as a string
-            if type(email) is str and len(email) == 64 and _SHA256.fullmatch(email):
-                record.email = [email.lower()]
-            else:
-                record.email = _hashed(email, at, "user.email")
+        if user.email:
+            record.email = _hashed(user.email, at, "user.email")
         if user.phone:
             record.phone = _hashed(user.phone, at, "user.phone")
         if user.external_id:
@@ -273,6 +269,8 @@ def _hashed(value: str | list[str] | None, at: str, name: str) -> list[str]:
     the server unhashed (TikTok's "PII not hashed", 40062)."""
     if not value:
         return []
+    if type(value) is str and len(value) == 64 and _SHA256.fullmatch(value):
+        return [value.lower()]  # the usual case: one hash, as a string
     values = [value] if isinstance(value, str) else value
     if len(values) > names.MAX_IDS_PER_KEY:
         raise _bad(at, name, f"holds {len(values)} values; at most {names.MAX_IDS_PER_KEY}")

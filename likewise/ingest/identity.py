@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from likewise.domain.events import ENGAGEMENT_CLICK
 from likewise.identity.kinds import IdKind
-from likewise.store.graph import GraphBusy, PlatformGraph
+from likewise.store.graph import NO_USERS, GraphBusy, PlatformGraph
 from likewise.store.key_index import KeyIndex
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ RETURNING eid, uid
 """
 
 
-NONE_RESOLVED = pa.table({"eid": pa.array([], pa.int64()), "uid": pa.array([], pa.uint32())})
+NONE_RESOLVED = NO_USERS
 
 
 class EventResolver:
@@ -204,9 +204,7 @@ class EventResolver:
                 self._keep_index_current(generation)
             except GraphBusy:  # an import holds the graph: links still work, the rest waits
                 log.info("identity graph busy; %d events left for later", candidates.num_rows)
-                found = pa.table(
-                    {"eid": pa.array([], pa.int64()), "uid": pa.array([], pa.uint32())}
-                )
+                found = NO_USERS
             con.register("found", found)
             try:
                 con.execute(_LEARN, [now])
