@@ -8,6 +8,13 @@ setup(
         [
             Extension("likewise.targeting._rows", ["likewise/targeting/_rows.pyx"]),
             Extension("likewise.store._keys", ["likewise/store/_keys.pyx"]),
+            # SHA-256 from OpenSSL's libcrypto, which CPython's hashlib already links: named by
+            # its versioned file so no development package is needed to build.
+            Extension(
+                "likewise.identity._fast",
+                ["likewise/identity/_fast.pyx"],
+                extra_link_args=["-l:libcrypto.so.3"],
+            ),
         ],
         compiler_directives={"language_level": "3"},
     )

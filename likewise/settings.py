@@ -121,7 +121,10 @@ class Settings(BaseSettings):
         "their bitmaps; the index is built again after this long (or sooner when they are big).",
     )
     job_workers: int = Field(default=2, description="Threads running audience jobs.")
-    duckdb_threads: int = Field(default=2, description="Threads DuckDB may use for matching.")
+    duckdb_threads: int = Field(
+        default=2,
+        description="Threads for matching, reading customer files and importing users.",
+    )
     duckdb_memory_limit: str = Field(default="3GB", description="DuckDB memory limit.")
 
     @property

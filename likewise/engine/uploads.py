@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
-
 from likewise.errors import (
     FileEmpty,
     FileInvalid,
@@ -109,20 +107,17 @@ class Uploads:
                 )
         file_path = "".join(secrets.choice(FILE_PATH_ALPHABET) for _ in range(16))
         keys = self.folder / f"{file_path}.parquet"
-        con = duckdb.connect(
-            config={
-                "threads": self.settings.duckdb_threads,
-                "memory_limit": self.settings.duckdb_memory_limit,
-                "temp_directory": str(self.settings.data_dir / "tmp" / f"duck-{file_path}"),
-            }
-        )
         try:
-            result = parse_customer_file(con, received.path, calculate_type, keys, region=region)
+            result = parse_customer_file(
+                received.path,
+                calculate_type,
+                keys,
+                region=region,
+                threads=self.settings.duckdb_threads,
+            )
         except (FileSpecInvalid, FileInvalid):
             keys.unlink(missing_ok=True)
             raise
-        finally:
-            con.close()
         if result.rows_valid == 0:
             keys.unlink(missing_ok=True)
             raise FileSpecInvalid(

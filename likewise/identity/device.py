@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from likewise.identity.text import sql_trim, trim
+from likewise.identity.text import trim
 
 PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _PATTERN = re.compile(PATTERN)
@@ -26,11 +26,3 @@ def normalize_device_id(raw: str) -> str | None:
 def device_variants(normalized: str) -> list[str]:
     """Forms that get hashed on the platform side: lower and upper case."""
     return [normalized, normalized.upper()]
-
-
-def sql_normalize_device_id(expr: str) -> str:
-    value = f"lower({sql_trim(expr)})"
-    return (
-        f"CASE WHEN regexp_full_match({value}, '{PATTERN}') AND {value} <> '{ZERO_ID}' "
-        f"THEN {value} END"
-    )

@@ -6,9 +6,9 @@ TikTok documents two rules (reference section 2.3):
   every ``.`` of the local part (``Local.Part+x@Domain.com`` -> ``localpart@domain.com``);
 * Events API: trim and lowercase only.
 
-A strict ASCII pattern decides most addresses in both Python and SQL; anything it rejects goes to
-``email-validator`` (which accepts, say, internationalised addresses), so the SQL path and this
-module agree by construction.
+A strict ASCII pattern decides most addresses, here and in the compiled fast path (``_fast.pyx``);
+anything it rejects goes to ``email-validator`` (which accepts, say, internationalised
+addresses), so the two agree by construction.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 
 from email_validator import EmailNotValidError, validate_email
 
-from likewise.identity.text import sql_trim, trim
+from likewise.identity.text import trim
 
 MAX_LENGTH = 254
 # Dot-atom local part starting with a letter or digit (TikTok's rule), then a domain of
@@ -79,35 +79,3 @@ def _library_accepts(basic: str) -> bool:
     except EmailNotValidError:
         return False
     return True
-
-
-# --- SQL (DuckDB) fast path -------------------------------------------------------------------
-
-
-def sql_basic(expr: str) -> str:
-    return f"lower({sql_trim(expr)})"
-
-
-def sql_fast_valid(basic_expr: str) -> str:
-    """True where the strict pattern decides the address is valid."""
-    pattern = _sql_pattern()
-    return (
-        f"(length({basic_expr}) <= {MAX_LENGTH} AND regexp_full_match({basic_expr}, '{pattern}'))"
-    )
-
-
-def sql_file_form(basic: str) -> str:
-    """The customer-file form of ``basic`` (a column holding an address that passed
-    :func:`sql_fast_valid`, so it has exactly one ``@``): ``+tag`` and the local part's dots
-    dropped (:func:`strip_plus`, :func:`strip_dots`). Most addresses need neither and pass
-    through untouched, which is much cheaper than rebuilding every string."""
-    local = f"split_part(left({basic}, instr({basic}, '@') - 1), '+', 1)"
-    return (
-        f"CASE WHEN NOT contains({basic}, '+') "
-        f"AND instr({basic}, '.') > instr({basic}, '@') THEN {basic} "
-        f"ELSE replace({local}, '.', '') || substr({basic}, instr({basic}, '@')) END"
-    )
-
-
-def _sql_pattern() -> str:
-    return PATTERN.replace("'", "''")

@@ -34,8 +34,3 @@ def is_md5_hex(value: str) -> bool:
 def hash_key(hex_digest: str) -> int:
     """The graph key of a hex digest (SHA-256 or MD5): its first 32 hex digits as an integer."""
     return int(hex_digest[:32], 16)
-
-
-def sql_hash_key(hex_expr: str) -> str:
-    """DuckDB expression computing :func:`hash_key` of a hex-digest expression."""
-    return f"('0x' || substr({hex_expr}, 1, 32))::UHUGEINT"

@@ -2,7 +2,8 @@
 
 A small per-region rule table decides the common shapes (international ``+``/``00`` forms,
 national forms with or without the trunk prefix, digits with the country code but no ``+``)
-identically in Python and in DuckDB SQL. Anything else goes to Google's ``phonenumbers``.
+identically here and in the compiled fast path (``_fast.pyx``). Anything else goes to Google's
+``phonenumbers``.
 
 The platform keeps two hashes per phone, because TikTok documents both: the E.164 form with the
 ``+`` and the digits-only form without it.
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from likewise.identity.text import sql_trim, trim
+from likewise.identity.text import trim
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +46,13 @@ RULES: dict[str, RegionRule] = {
 }
 
 _SEPARATORS = re.compile(r"[ \t().\-/]")
-SQL_SEPARATORS = "[ \t().\\-/]"
 _INTERNATIONAL = re.compile(r"\+[1-9][0-9]{6,14}")
 _DOUBLE_ZERO = re.compile(r"00[1-9][0-9]{6,14}")
 _DIGITS = re.compile(r"[0-9]{6,17}")
 # "+<cc><trunk>…" (``+44 020 …``, a common slip): the library knows to drop the trunk prefix.
-_INTL_TRUNK = tuple(sorted({"+" + r.calling_code + r.trunk for r in RULES.values() if r.trunk}))
-SQL_INTL_TRUNK = "^\\+(" + "|".join(p[1:] for p in _INTL_TRUNK) + ")"
+INTL_TRUNK = tuple(sorted({"+" + r.calling_code + r.trunk for r in RULES.values() if r.trunk}))
+# "+<cc>0…" where the country's trunk prefix is 0: the rule that drops it (see _international).
+TRUNK_AFTER_CC = {"+" + r.calling_code + r.trunk: r for r in RULES.values() if r.trunk == "0"}
 
 
 def normalize_phone(raw: str, region: str | None) -> str | None:
@@ -70,20 +71,23 @@ def normalize_phone(raw: str, region: str | None) -> str | None:
 
 def fast_phone(text: str, region: str | None) -> str | None:
     """The rule-table path; None means "not decided here" (the caller falls back)."""
-    if "(0)" in text:
-        return None  # "+44 (0)20 …": the library knows to drop the bracketed trunk prefix
+    # "+41 (0)44 …": the library drops a bracketed trunk prefix. Decided here only where the
+    # rule table knows the country's trunk prefix (see _international).
+    bracketed = "(0)" in text
     c = _SEPARATORS.sub("", text)
     if _INTERNATIONAL.fullmatch(c):
-        return None if c.startswith(_INTL_TRUNK) else c
+        return _international(c, bracketed)
     if _DOUBLE_ZERO.fullmatch(c):
-        return None if ("+" + c[2:]).startswith(_INTL_TRUNK) else "+" + c[2:]
+        if bracketed or ("+" + c[2:]).startswith(INTL_TRUNK):
+            return None
+        return "+" + c[2:]
     rule = RULES.get((region or "").upper())
     if rule is None or not _DIGITS.fullmatch(c):
         return None
     if rule.idd != "00" and c.startswith(rule.idd):
         dialled = "+" + c[len(rule.idd) :]
-        if _INTERNATIONAL.fullmatch(dialled) and not dialled.startswith(_INTL_TRUNK):
-            return dialled
+        return _international(dialled, bracketed) if _INTERNATIONAL.fullmatch(dialled) else None
+    if bracketed:
         return None
     if rule.trunk and c.startswith(rule.trunk):
         nsn = c[len(rule.trunk) :]
@@ -101,6 +105,22 @@ def fast_phone(text: str, region: str | None) -> str | None:
     return None
 
 
+def _international(c: str, bracketed: bool) -> str | None:
+    """An international number ``+<cc>…``. ``+44 (0)20 …`` and ``+44 020 …`` write the national
+    trunk prefix after the country code; the library drops it, and so does this where the
+    trunk is ``0`` and the rest has the rule's length. Other shapes with a trunk prefix there,
+    or with ``(0)`` elsewhere, are left to the library."""
+    for prefix, rule in TRUNK_AFTER_CC.items():
+        if c.startswith(prefix):
+            nsn = c[len(prefix) :]
+            if rule.min_len <= len(nsn) <= rule.max_len and not nsn.startswith("0"):
+                return "+" + rule.calling_code + nsn
+            return None
+    if bracketed or c.startswith(INTL_TRUNK):
+        return None
+    return c
+
+
 def library_phone(text: str, region: str | None) -> str | None:
     try:
         number = phonenumbers.parse(text, (region or "").upper() or None)
@@ -111,7 +131,7 @@ def library_phone(text: str, region: str | None) -> str | None:
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     # At most 15 digits (E.164), and no national number starting with its trunk prefix (no valid
     # one does; the library strips one trunk digit per pass, so keeping it breaks idempotence).
-    if not _INTERNATIONAL.fullmatch(e164) or e164.startswith(_INTL_TRUNK):
+    if not _INTERNATIONAL.fullmatch(e164) or e164.startswith(INTL_TRUNK):
         return None
     return e164
 
@@ -121,59 +141,29 @@ def phone_variants(e164: str) -> list[str]:
     return [e164, e164[1:]]
 
 
-# --- SQL (DuckDB) fast path -------------------------------------------------------------------
+# --- the compiled fast path (_fast.pyx) -------------------------------------------------------
+
+KernelRule = tuple[bytes, bytes, int, int, bytes]  # cc, trunk, min_len, max_len, idd
+KernelPrefix = tuple[bytes, bool, int, int]  # "+<cc><trunk>", dropped?, for lengths min..max
 
 
-def sql_rules_cte() -> str:
-    """A ``phone_rules(region, cc, trunk, min_len, max_len)`` CTE body with :data:`RULES`."""
-    rows = ", ".join(
-        f"('{region}', '{r.calling_code}', '{r.trunk}', {r.min_len}, {r.max_len}, '{r.idd}')"
-        for region, r in RULES.items()
+def kernel_rule(rule: RegionRule) -> KernelRule:
+    """A region's rule as the compiled kernel takes it."""
+    return (
+        rule.calling_code.encode(),
+        rule.trunk.encode(),
+        rule.min_len,
+        rule.max_len,
+        rule.idd.encode(),
     )
-    return f"SELECT * FROM (VALUES {rows}) AS t(region, cc, trunk, min_len, max_len, idd)"
 
 
-def sql_fast_phone(text_expr: str, rule: str = "r.", cleaned: str | None = None) -> str:
-    """DuckDB expression equal to :func:`fast_phone`, given the rule columns (``cc``, ``trunk``,
-    ``min_len``, ``max_len``, ``idd`` of :func:`sql_rules_cte`) named with the prefix ``rule``.
-
-    ``text_expr`` must already be trimmed. NULL means "not decided here". ``cleaned`` names a
-    column already holding :func:`sql_cleaned` of it, so the regex runs once per row, not ten.
-    """
-    c = cleaned or sql_cleaned(text_expr)
-    nsn_ok = (
-        "({n} IS NOT NULL AND length({n}) BETWEEN {r}min_len AND {r}max_len"
-        " AND NOT starts_with({n}, '0'))"
-    )
-    has_trunk = f"({rule}trunk <> '' AND starts_with({c}, {rule}trunk))"
-    after_trunk = f"substr({c}, length({rule}trunk) + 1)"
-    after_cc = f"substr({c}, length({rule}cc) + 1)"
-    dialled = f"('+' || substr({c}, length({rule}idd) + 1))"
-    return f"""CASE
-      WHEN contains({text_expr}, '(0)') THEN NULL
-      WHEN regexp_full_match({c}, '\\+[1-9][0-9]{{6,14}}')
-           THEN CASE WHEN regexp_matches({c}, '{SQL_INTL_TRUNK}') THEN NULL ELSE {c} END
-      WHEN regexp_full_match({c}, '00[1-9][0-9]{{6,14}}')
-           THEN CASE WHEN regexp_matches('+' || substr({c}, 3), '{SQL_INTL_TRUNK}') THEN NULL
-                ELSE '+' || substr({c}, 3) END
-      WHEN {rule}cc IS NULL OR NOT regexp_full_match({c}, '[0-9]{{6,17}}') THEN NULL
-      WHEN {rule}idd <> '00' AND starts_with({c}, {rule}idd)
-           THEN CASE WHEN regexp_full_match({dialled}, '\\+[1-9][0-9]{{6,14}}')
-                      AND NOT regexp_matches({dialled}, '{SQL_INTL_TRUNK}')
-                     THEN {dialled} END
-      WHEN {rule}trunk <> '' AND starts_with({c}, {rule}trunk)
-           AND {nsn_ok.format(n=after_trunk, r=rule)} THEN '+' || {rule}cc || {after_trunk}
-      WHEN length({c}) BETWEEN {rule}min_len AND {rule}max_len AND NOT starts_with({c}, '0')
-           AND NOT {has_trunk}
-           THEN CASE WHEN starts_with({c}, {rule}cc) THEN NULL ELSE '+' || {rule}cc || {c} END
-      WHEN starts_with({c}, {rule}cc) AND {nsn_ok.format(n=after_cc, r=rule)} THEN '+' || {c}
-      ELSE NULL END"""
-
-
-def sql_cleaned(text_expr: str) -> str:
-    """The number without separators (spaces, brackets, dots, dashes, slashes)."""
-    return f"regexp_replace({text_expr}, '{SQL_SEPARATORS}', '', 'g')"
-
-
-def sql_trimmed(expr: str) -> str:
-    return sql_trim(expr)
+def kernel_prefixes() -> list[KernelPrefix]:
+    """:data:`INTL_TRUNK` for the kernel, each with whether :func:`_international` drops the
+    trunk prefix and for which lengths of the rest."""
+    out = []
+    for prefix in INTL_TRUNK:
+        strips = TRUNK_AFTER_CC.get(prefix)
+        lengths = (strips.min_len, strips.max_len) if strips else (0, 0)
+        out.append((prefix.encode(), strips is not None, *lengths))
+    return out

@@ -1,24 +1,25 @@
 """Platform users import (CSV or Parquet) into the platform graph.
 
-Raw identifiers are normalised and hashed inside DuckDB and never written anywhere: only
-128-bit hash keys reach disk. A user may appear on several rows; identifiers accumulate and
-re-importing updates attributes (the last non-empty value in the file wins).
+Raw identifiers are normalised and hashed in memory (``identity.user_keys``) and never written
+anywhere: only 128-bit hash keys reach disk. A user may appear on several rows; identifiers
+accumulate and re-importing updates attributes (the last non-empty value in the file wins).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from likewise.errors import InvalidParameter
-from likewise.identity.hashing import sql_hash_key
 from likewise.identity.kinds import IdKind
-from likewise.identity.vectorized import normalize_devices, normalize_emails, normalize_phones
-from likewise.store.graph import PlatformGraph
+from likewise.identity.user_keys import column_keys
+from likewise.store.graph import KEY_FROM_HALVES, PlatformGraph
 
 COLUMNS = (
     "user_id",
@@ -52,21 +53,9 @@ def import_users(
         summary = _validate(con, columns)
         step("assigning ids", 0.25)
         _upsert_users(con, summary)
-        step("normalising e-mails", 0.35)
-        keys: list[str] = []
+        step("hashing identifiers", 0.35)
         idents: dict[str, int] = {}
-        if "email" in columns:
-            _email_keys(con, keys, idents, summary)
-        step("normalising phones", 0.55)
-        if "phone" in columns:
-            _phone_keys(con, keys, idents, summary)
-        step("normalising device ids", 0.7)
-        for kind in (IdKind.IDFA, IdKind.GAID):
-            if kind.name.lower() in columns:
-                _device_keys(con, kind, keys, idents, summary)
-        step("writing keys", 0.8)
-        if keys:
-            _insert_keys(con, keys)
+        if _identifier_keys(con, columns, idents, summary, graph.threads):
             graph.bump_ident_generation(con)  # in-memory copies of the keys are out of date
         graph.write_excluded(con)
         con.execute("DROP TABLE IF EXISTS stage; DROP TABLE IF EXISTS staged_ids")
@@ -225,106 +214,92 @@ def _upsert_users(con: duckdb.DuckDBPyConnection, summary: dict[str, Any]) -> No
     summary["updated_users"] = summary["users"] - n_new
 
 
-def _email_keys(
-    con: duckdb.DuckDBPyConnection, keys: list[str], idents: dict[str, int], summary: dict[str, Any]
-) -> None:
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW src_email AS SELECT uid AS id, email AS raw FROM stage"
-    )
-    normalize_emails(con, "src_email", "n_email")
-    _count(con, "n_email", "basic", "email", idents, summary)
-    kind = int(IdKind.EMAIL)
-    plus = "regexp_replace(basic, '\\+[^@]*@', '@')"
-    # Each documented form once: the later forms only where they differ from the earlier ones.
-    forms = (
-        ("basic", "TRUE"),
-        (plus, f"contains(basic, '+') AND NOT starts_with({plus}, '@')"),
-        ("norm", f"norm <> {plus}"),
-    )
-    for expr, differs in forms:
-        keys.append(
-            f"SELECT {sql_hash_key(f'sha256({expr})')} AS k, {kind}::UTINYINT AS kind, "
-            f"id AS uid FROM (SELECT {_distinct(summary)} id, basic, norm FROM n_email "
-            f"WHERE basic IS NOT NULL) WHERE {expr} IS NOT NULL AND {differs}"
-        )
+KEY_BATCH_ROWS = 1 << 21  # rows per kernel call and insert: bounded memory, few statements
 
 
-def _phone_keys(
-    con: duckdb.DuckDBPyConnection, keys: list[str], idents: dict[str, int], summary: dict[str, Any]
-) -> None:
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW src_phone AS "
-        "SELECT uid AS id, phone AS raw, user_country AS region FROM stage"
-    )
-    normalize_phones(con, "src_phone", "n_phone")
-    _count(con, "n_phone", "e164", "phone", idents, summary)
-    kind = int(IdKind.PHONE)
-    for expr in ("e164", "substr(e164, 2)"):
-        keys.append(
-            f"SELECT {sql_hash_key(f'sha256({expr})')} AS k, {kind}::UTINYINT AS kind, "
-            f"id AS uid FROM (SELECT {_distinct(summary)} id, e164 FROM n_phone "
-            "WHERE e164 IS NOT NULL)"
-        )
-
-
-def _device_keys(
+def _identifier_keys(
     con: duckdb.DuckDBPyConnection,
-    kind: IdKind,
-    keys: list[str],
+    columns: set[str],
     idents: dict[str, int],
     summary: dict[str, Any],
-) -> None:
-    col = kind.name.lower()
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW src_{col} AS SELECT uid AS id, {col} AS raw FROM stage"
-    )
-    normalize_devices(con, f"src_{col}", f"n_{col}")
-    _count(con, f"n_{col}", "maid", col, idents, summary)
-    for fn in ("sha256", "md5"):
-        for case in ("maid", "upper(maid)"):
-            keys.append(
-                f"SELECT {sql_hash_key(f'{fn}({case})')} AS k, "
-                f"{int(kind)}::UTINYINT AS kind, id AS uid "
-                f"FROM (SELECT {_distinct(summary)} id, maid FROM n_{col} "
-                "WHERE maid IS NOT NULL)"
-            )
-
-
-def _distinct(summary: dict[str, Any]) -> str:
-    """A user on several rows may repeat an identifier; with one row per user none can."""
-    return "" if summary["_one_row_per_user"] else "DISTINCT"
-
-
-def _count(
-    con: duckdb.DuckDBPyConnection,
-    table: str,
-    col: str,
-    name: str,
-    idents: dict[str, int],
-    summary: dict[str, Any],
-) -> None:
-    # With one row per user every (identifier, user) pair is distinct already.
-    distinct = f"DISTINCT ({col}, id)" if not summary["_one_row_per_user"] else col
-    row = con.execute(
-        f"SELECT count({distinct}) FILTER (WHERE {col} IS NOT NULL), "
-        f"count(*) FILTER (WHERE {col} IS NULL) FROM {table}"
-    ).fetchone()
-    assert row is not None
-    idents[name] = int(row[0])
-    if row[1]:
-        summary["rejected"][f"invalid_{name}"] = int(row[1])
-
-
-def _insert_keys(con: duckdb.DuckDBPyConnection, keys: list[str]) -> None:
-    union = " UNION ALL ".join(keys)
-    empty = con.execute("SELECT NOT EXISTS (SELECT 1 FROM ident)").fetchone()
-    if empty and empty[0]:
-        con.execute(f"INSERT INTO ident {union}")
-    else:
+    threads: int,
+) -> bool:
+    """Hash every documented form of every identifier (``identity.user_keys``) into ``ident``;
+    count identifiers and refused values. Returns whether any key was written."""
+    kinds = [
+        k
+        for k in (IdKind.EMAIL, IdKind.PHONE, IdKind.IDFA, IdKind.GAID)
+        if k.name.lower() in columns
+    ]
+    if not kinds:
+        return False
+    empty = con.execute("SELECT NOT EXISTS (SELECT 1 FROM ident)").fetchall()[0][0]
+    # A first import of one row per user cannot repeat a key: straight into the graph.
+    direct = bool(empty) and summary["_one_row_per_user"]
+    if not direct:
         con.execute(
-            f"""INSERT INTO ident SELECT n.* FROM ({union}) n
-            ANTI JOIN ident i ON i.k = n.k AND i.uid = n.uid"""
+            "CREATE OR REPLACE TEMP TABLE new_keys "
+            "(k UHUGEINT, kind UTINYINT, uid UINTEGER, first BOOLEAN)"
         )
+    ((rows,),) = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM stage").fetchall()
+    written = False
+    with ThreadPoolExecutor(threads) as pool:
+        for kind in kinds:
+            name = kind.name.lower()
+            region = ", user_country" if kind is IdKind.PHONE else ""
+            valid = invalid = 0
+            for offset in range(0, rows, KEY_BATCH_ROWS):
+                batch = con.sql(
+                    f"SELECT uid, {name}{region} FROM stage "
+                    f"WHERE rowid >= {offset} AND rowid < {offset + KEY_BATCH_ROWS}"
+                ).to_arrow_table()
+                keys = column_keys(
+                    name,
+                    batch.column(1),
+                    batch.column(2) if region else None,
+                    pool,
+                    threads,
+                )
+                valid += keys.valid
+                invalid += keys.invalid
+                if not len(keys.row):
+                    continue
+                uid = batch.column(0).to_numpy()[keys.row]
+                table = pa.table(
+                    {
+                        "k_hi": keys.k_hi,
+                        "k_lo": keys.k_lo,
+                        "uid": uid.astype(np.uint32, copy=False),
+                        "first": keys.first,
+                    }
+                )
+                con.register("key_batch", table)
+                key = KEY_FROM_HALVES.format(t="key_batch")
+                if direct:
+                    con.execute(f"INSERT INTO ident SELECT {key}, {int(kind)}, uid FROM key_batch")
+                else:
+                    con.execute(
+                        f"INSERT INTO new_keys SELECT {key}, {int(kind)}, uid, first FROM key_batch"
+                    )
+                con.unregister("key_batch")
+                written = True
+            if not summary["_one_row_per_user"] and valid:
+                # A user on several rows may repeat an identifier: count each once.
+                ((valid,),) = con.execute(
+                    "SELECT count(DISTINCT (k, uid)) FROM new_keys "
+                    f"WHERE first AND kind = {int(kind)}"
+                ).fetchall()
+            idents[name] = int(valid)
+            if invalid:
+                summary["rejected"][f"invalid_{name}"] = int(invalid)
+    if not direct:
+        if written:
+            con.execute(
+                """INSERT INTO ident SELECT DISTINCT n.k, n.kind, n.uid FROM new_keys n
+                ANTI JOIN ident i ON i.k = n.k AND i.uid = n.uid"""
+            )
+        con.execute("DROP TABLE new_keys")
+    return written
 
 
 def _first_line(exc: Exception) -> str:

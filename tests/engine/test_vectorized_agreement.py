@@ -1,39 +1,43 @@
-"""The DuckDB fast path and the Python reference normalisers agree on every input.
+"""The compiled fast path (``_fast.pyx``) and the Python reference normalisers agree.
 
-DESIGN: "Every identifier type has one Python normaliser (the reference) and one DuckDB SQL
-expression (the vectorised fast path)"; here both run on the same messy rows and must give the
-same answer row by row, and a parsed customer file must hold exactly the reference's keys.
+Every identifier type has one Python normaliser (the reference) and one compiled fast path used
+for customer files and users imports. Here both run on the same messy values and must give the
+same keys value by value; a parsed customer file must hold exactly the reference's keys and
+report each line as the reference would; an imported user must hold the keys of every form.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import duckdb
 import phonenumbers
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberFormat as F
 
+from likewise.errors import FileInvalid
 from likewise.identity import (
     hash_key,
     md5_hex,
     normalize_device_id,
-    normalize_email_basic,
     normalize_email_file,
     normalize_phone,
     sha256_hex,
 )
-from likewise.identity.customer_file import KIND_MASK, parse_customer_file
-from likewise.identity.device import ZERO_ID
+from likewise.identity.customer_file import KIND_MASK, MAX_LINE, ParseResult, parse_customer_file
+from likewise.identity.device import ZERO_ID, device_variants
 from likewise.identity.email import email_variants
 from likewise.identity.kinds import IdKind
-from likewise.identity.phone import RULES
-from likewise.identity.vectorized import normalize_devices, normalize_emails, normalize_phones
+from likewise.identity.phone import RULES, phone_variants
+from likewise.identity.text import WHITESPACE
+from likewise.identity.user_keys import column_keys
 from likewise.ingest.users import import_users
 from likewise.store.graph import PlatformGraph
 
@@ -93,9 +97,16 @@ digits_with_separators = st.lists(st.sampled_from(PHONE_PIECES), max_size=20).ma
 @st.composite
 def real_numbers(draw: st.DrawFn) -> str:
     """Valid numbers of several regions, written nationally or internationally."""
-    region = draw(st.sampled_from([*RULES, "IT", "RU", "CN"]))
+    region = draw(st.sampled_from([*RULES, "IT", "RU", "CN", "CH"]))
     number = phonenumbers.example_number(region)
-    fmt = draw(st.sampled_from([F.E164, F.INTERNATIONAL, F.NATIONAL, F.RFC3966]))
+    fmt = draw(st.sampled_from([F.E164, F.INTERNATIONAL, F.NATIONAL, F.RFC3966, "bracket"]))
+    if fmt == "bracket":
+        # "+44 (0)20 7183 8750": the trunk prefix after the country code, bracketed or not,
+        # possibly dialled with the US international prefix.
+        cc = str(number.country_code)
+        nsn = phonenumbers.national_significant_number(number)
+        trunk = draw(st.sampled_from(["(0)", "0", " (0) ", "(1)"]))
+        return draw(st.sampled_from(["+", "011 ", "00"])) + cc + " " + trunk + nsn
     return phonenumbers.format_number(number, fmt)
 
 
@@ -128,22 +139,33 @@ def nullable(strategy: st.SearchStrategy[str]) -> st.SearchStrategy[str | None]:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def run(fn, columns: dict[str, list]) -> dict[int, tuple]:
-    """Run one vectorised normaliser over ``src``; its output rows by id."""
-    n = len(next(iter(columns.values())))
-    con = duckdb.connect()
-    table = {"id": pa.array(range(n), pa.int64())}
-    table.update({k: pa.array(v, pa.string()) for k, v in columns.items()})
-    con.register("src", pa.table(table))
-    fn(con, "src", "out")
-    rows = con.execute("SELECT * FROM out").fetchall()
-    con.close()
-    out = {r[0]: tuple(r[1:]) for r in rows}
-    assert len(out) == len(rows), "one output row per input row"
+def value_keys(
+    kind: str, raws: list[str | None], regions: list[str | None] | None = None
+) -> dict[int, list[int]]:
+    """The compiled users-import path: each row's keys, by row."""
+    with ThreadPoolExecutor(2) as pool:
+        keys = column_keys(
+            kind,
+            pa.array(raws, pa.string()),
+            None if regions is None else pa.array(regions, pa.string()),
+            pool,
+            2,
+        )
+    out: dict[int, list[int]] = {}
+    for row, hi, lo in zip(keys.row.tolist(), keys.k_hi.tolist(), keys.k_lo.tolist(), strict=True):
+        out.setdefault(row, []).append((hi << 64) | lo)
+    counted = sum(1 for raw in raws if raw is not None and raw.strip(WHITESPACE))
+    assert keys.valid + keys.invalid == counted, "every non-empty value is counted once"
+    assert keys.valid == len(out)
+    assert int(keys.first.sum()) == len(out), "one first form per identifier"
     return out
 
 
-# --- the three normalisers --------------------------------------------------------------------
+def form_keys(forms: list[str]) -> list[int]:
+    return [hash_key(sha256_hex(f)) for f in forms]
+
+
+# --- the three normalisers: compiled path against the Python reference ------------------------
 
 
 @SETTINGS
@@ -151,32 +173,36 @@ def run(fn, columns: dict[str, list]) -> dict[int, tuple]:
 @example(["İ@gmail.com", "\u212aate@x.com", "ſam@x.com", "Σ@x.com"])
 @example([" a.b+c@x.com", "+tag@x.com", "a.+b@x.com", ".a@x.com", None, "   "])
 def test_emails_agree(raws: list[str | None]) -> None:
-    got = run(normalize_emails, {"raw": raws})
+    got = value_keys("email", raws)
     for i, raw in enumerate(raws):
-        expected = (
-            (None, None) if raw is None else (normalize_email_basic(raw), normalize_email_file(raw))
-        )
-        assert got.get(i, (None, None)) == expected, (raw, got.get(i))
+        expected = [] if raw is None else form_keys(email_variants(raw))
+        assert got.get(i, []) == expected, (raw, got.get(i))
 
 
 @SETTINGS
 @given(st.lists(st.tuples(nullable(messy_phone), regions), min_size=1, max_size=25))
 @example([("+44 020 7183 8750", "GB"), ("4930124643", "DE"), ("000000000", "ß")])
 @example([("(657)777-0000", "us"), ("447400123456", "GB"), ("+310000000", None)])
+@example([("+44 (0)7400 123456", None), ("011 49 (0)30 1234567", "US"), ("+41 (0)44 123", "")])
 def test_phones_agree(rows: list[tuple[str | None, str | None]]) -> None:
-    got = run(normalize_phones, {"raw": [r for r, _ in rows], "region": [g for _, g in rows]})
+    got = value_keys("phone", [r for r, _ in rows], [g for _, g in rows])
     for i, (raw, region) in enumerate(rows):
-        expected = None if raw is None else normalize_phone(raw, region)
-        assert got.get(i, (None,)) == (expected,), (raw, region, got.get(i))
+        e164 = None if raw is None else normalize_phone(raw, region)
+        expected = [] if e164 is None else form_keys(phone_variants(e164))
+        assert got.get(i, []) == expected, (raw, region, got.get(i))
 
 
 @SETTINGS
-@given(st.lists(nullable(messy_device), min_size=1, max_size=25))
-def test_devices_agree(raws: list[str | None]) -> None:
-    got = run(normalize_devices, {"raw": raws})
+@given(st.lists(nullable(messy_device), min_size=1, max_size=25), st.sampled_from(["idfa", "gaid"]))
+def test_devices_agree(raws: list[str | None], kind: str) -> None:
+    got = value_keys(kind, raws)
     for i, raw in enumerate(raws):
-        expected = None if raw is None else normalize_device_id(raw)
-        assert got.get(i, (None,)) == (expected,), (raw, got.get(i))
+        maid = None if raw is None else normalize_device_id(raw)
+        expected = []
+        if maid is not None:
+            forms = device_variants(maid)
+            expected = form_keys(forms) + [hash_key(md5_hex(f)) for f in forms]
+        assert sorted(got.get(i, [])) == sorted(expected), (raw, got.get(i))
 
 
 # --- customer files ---------------------------------------------------------------------------
@@ -237,11 +263,7 @@ def parse_raw(
         path = Path(tmp) / "customers.csv"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         out = Path(tmp) / "keys.parquet"
-        con = duckdb.connect()
-        try:
-            parse_customer_file(con, path, calculate_type, out, region=region)
-        finally:
-            con.close()
+        parse_customer_file(path, calculate_type, out, region=region)
         table = pq.read_table(out)
     rows = zip(
         table.column("row_no").to_pylist(),
@@ -344,6 +366,107 @@ def test_customer_file_keeps_128_bit_keys() -> None:
     key_type, rows = parse_raw(["email", "someone@example.com"], "EMAIL_SHA256", None)
     assert pa.types.is_uint64(key_type), key_type
     assert [int(k) for _, k, _ in rows] == [hash_key(sha256_hex("someone@example.com"))]
+
+
+FIELD_STRIP = ' "\t\n\x0b\x0c\r'
+
+
+def reference_field(value: str, kind: str, region: str | None) -> int | str | None:
+    """One field as the reference decides it: its key, the reason it is refused, or None when
+    it is empty. (TikTok's hash rule first, then the normaliser of its kind.)"""
+    v = value.strip(FIELD_STRIP)
+    if not v:
+        return None
+    is_hex = re.fullmatch(r"[0-9a-fA-F]+", v) is not None
+    if is_hex and len(v) == 64:
+        return hash_key(v.lower())
+    digits = kind == "phone" and re.fullmatch(r"[0-9]+", v) is not None
+    if is_hex and len(v) >= 16 and not digits:
+        if len(v) != 32:
+            return "invalid_hash_length"
+        if kind in ("email", "phone"):
+            return f"md5_not_supported_for_{kind}"
+        return hash_key(v.lower())
+    if kind == "email":
+        norm, reason = normalize_email_file(v), "invalid_email"
+    elif kind == "phone":
+        norm, reason = normalize_phone(v, region), "invalid_phone"
+    else:
+        norm, reason = normalize_device_id(v), "invalid_device_id"
+    return reason if norm is None else hash_key(sha256_hex(norm))
+
+
+def reference_line(line: str, kinds: list[str], region: str | None) -> tuple[int, str | None]:
+    """A data line as the reference reports it: its keys, and the reason it is rejected (None:
+    valid). The first reason of its fields by name wins, as in the audience history."""
+    if "\x02" in line:
+        return 0, "control_character"
+    if len(line) > MAX_LINE:
+        return 0, "line_too_long"
+    if len(kinds) > 1 and line.count(",") != len(kinds) - 1:
+        return 0, "wrong_field_count"
+    fields = line.split(",") if len(kinds) > 1 else [line]
+    outcomes = [reference_field(v, k, region) for v, k in zip(fields, kinds, strict=True)]
+    keys = sum(isinstance(o, int) for o in outcomes)
+    reasons = sorted(o for o in outcomes if isinstance(o, str))
+    if keys:
+        return keys, None
+    return 0, reasons[0] if reasons else "no_identifier"
+
+
+def parse_result(lines: list[str], calculate_type: str, region: str | None) -> ParseResult:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "customers.csv"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return parse_customer_file(path, calculate_type, Path(tmp) / "keys.parquet", region=region)
+
+
+# Lines the file parser must refuse or skip as a whole, beside ordinary ones.
+odd_line = st.one_of(
+    st.just(""),
+    st.just(" \t "),
+    st.just('""'),
+    st.just(","),
+    st.just("a@b.co\x02"),
+    st.sampled_from(["é" * 2100, "a" * 4097, "é" * 4096, "a@b.co," * 700]),
+)
+
+
+@FILE_SETTINGS
+@given(st.data(), regions, st.sampled_from([["email"], ["phone"], ["email", "phone", "maid"]]))
+def test_customer_file_reports_lines_as_the_reference(
+    data: st.DataObject, region: str | None, kinds: list[str]
+) -> None:
+    """Valid lines, keys, and rejected lines by reason with their first line numbers."""
+    field = st.one_of(*(FIELD[k].map(line_safe) for k in kinds))
+    line = st.lists(field, min_size=len(kinds), max_size=len(kinds)).map(",".join)
+    if len(kinds) == 1:
+        line = FIELD[kinds[0]].map(line_safe)
+    body = data.draw(st.lists(st.one_of(line, odd_line), min_size=1, max_size=20))
+    header = ",".join(kinds) if len(kinds) > 1 else "EMAIL_SHA256"
+    calculate_type = {"email": "EMAIL_SHA256", "phone": "PHONE_SHA256"}.get(kinds[0])
+    if len(kinds) > 1:
+        calculate_type = "MULTIPLE_TYPES"
+    rows = [(n, text) for n, text in enumerate(body, start=2) if text.strip(" \t")]
+    if not rows:
+        return  # a file with no data rows is refused (tested elsewhere)
+    keys, valid, rejects, samples = 0, 0, Counter(), {}
+    for n, text in rows:
+        got, reason = reference_line(text, kinds, region)
+        keys += got
+        if reason is None:
+            valid += 1
+        else:
+            rejects[reason] += 1
+            samples.setdefault(reason, []).append(n)
+    if valid == 0 and rejects["control_character"] * 2 >= len(rows):
+        with pytest.raises(FileInvalid, match="not a UTF-8 text file"):
+            parse_result([header, *body], calculate_type, region)
+        return
+    result = parse_result([header, *body], calculate_type, region)
+    assert (result.rows_total, result.rows_valid, result.keys) == (len(rows), valid, keys)
+    assert result.rejects == dict(rejects)
+    assert result.reject_lines == {r: lines[:5] for r, lines in samples.items()}
 
 
 # --- users import: the platform keeps a hash of every documented form ----------------------
