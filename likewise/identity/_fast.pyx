@@ -1,11 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Compiled fast path of the customer-file normalisers (see ``customer_file``).
+"""Compiled fast path of the normalisers, for customer files and users imports.
 
-One pass over the file's lines, without the GIL: split each line into its fields, decide every
-field the way the Python reference does (``email``, ``phone``, ``device``, ``customer_file``) and
-hash what is decided into its 128-bit graph key with OpenSSL's SHA-256. Fields it cannot decide
-(non-ASCII text, addresses outside the strict pattern, phone shapes outside the rule table) are
-handed back to the Python reference, so the result equals normalising every field in Python.
+Customer files (``file_fields``): one pass over the file's lines without the GIL, splitting each
+line into its fields, deciding every field the way the Python reference does (``email``,
+``phone``, ``device``) and hashing what is decided into its 128-bit graph key with OpenSSL's
+SHA-256. Users imports (``user_keys``): the keys of every documented form of each identifier.
+Values it cannot decide (non-ASCII text, addresses outside the strict pattern, phone shapes
+outside the rule table) are handed back to the Python reference, so the result equals
+normalising every value in Python.
 """
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
@@ -13,28 +15,28 @@ from libc.string cimport memchr, memcmp, memcpy, memmove
 
 cdef extern from *:
     """
-    /* OpenSSL's SHA-256, from the libcrypto that Python's hashlib already loads, declared here
+    /* OpenSSL's SHA-256 and MD5, from the libcrypto Python's hashlib already loads, declared here
        so that building needs no OpenSSL headers. The low-level calls, not the one-shot SHA256():
        since OpenSSL 3 that one fetches the algorithm from the provider store on every call,
        which costs more than hashing a short identifier and serialises threads on a lock. The
        context is opaque here: a buffer larger than OpenSSL's SHA256_CTX (112 bytes) and MD5_CTX
        (92 bytes). */
-    typedef struct { unsigned long long opaque[32]; } likewise_sha256_ctx;
-    int SHA256_Init(likewise_sha256_ctx *c);
-    int SHA256_Update(likewise_sha256_ctx *c, const void *data, size_t len);
-    int SHA256_Final(unsigned char *md, likewise_sha256_ctx *c);
-    int MD5_Init(likewise_sha256_ctx *c);
-    int MD5_Update(likewise_sha256_ctx *c, const void *data, size_t len);
-    int MD5_Final(unsigned char *md, likewise_sha256_ctx *c);
+    typedef struct { unsigned long long opaque[32]; } likewise_digest_ctx;
+    int SHA256_Init(likewise_digest_ctx *c);
+    int SHA256_Update(likewise_digest_ctx *c, const void *data, size_t len);
+    int SHA256_Final(unsigned char *md, likewise_digest_ctx *c);
+    int MD5_Init(likewise_digest_ctx *c);
+    int MD5_Update(likewise_digest_ctx *c, const void *data, size_t len);
+    int MD5_Final(unsigned char *md, likewise_digest_ctx *c);
     """
-    ctypedef struct likewise_sha256_ctx:
+    ctypedef struct likewise_digest_ctx:
         pass
-    int SHA256_Init(likewise_sha256_ctx *c) nogil
-    int SHA256_Update(likewise_sha256_ctx *c, const void *data, size_t len) nogil
-    int SHA256_Final(unsigned char *md, likewise_sha256_ctx *c) nogil
-    int MD5_Init(likewise_sha256_ctx *c) nogil
-    int MD5_Update(likewise_sha256_ctx *c, const void *data, size_t len) nogil
-    int MD5_Final(unsigned char *md, likewise_sha256_ctx *c) nogil
+    int SHA256_Init(likewise_digest_ctx *c) nogil
+    int SHA256_Update(likewise_digest_ctx *c, const void *data, size_t len) nogil
+    int SHA256_Final(unsigned char *md, likewise_digest_ctx *c) nogil
+    int MD5_Init(likewise_digest_ctx *c) nogil
+    int MD5_Update(likewise_digest_ctx *c, const void *data, size_t len) nogil
+    int MD5_Final(unsigned char *md, likewise_digest_ctx *c) nogil
 
 ctypedef fused offset_t:
     int32_t
@@ -145,34 +147,33 @@ cdef inline void _hex_key(const uint8_t* s, uint64_t* hi, uint64_t* lo) noexcept
     lo[0] = l
 
 
-cdef inline void _sha_key(const uint8_t* s, Py_ssize_t n, uint64_t* hi, uint64_t* lo) noexcept nogil:
-    cdef uint8_t md[32]
-    cdef likewise_sha256_ctx ctx
+cdef inline void _digest_key(const uint8_t* md, uint64_t* hi, uint64_t* lo) noexcept nogil:
+    """The key of a digest: its first 128 bits, big-endian (as ``_hex_key`` reads them)."""
     cdef uint64_t h = 0, l = 0
     cdef int i
-    SHA256_Init(&ctx)
-    SHA256_Update(&ctx, s, n)
-    SHA256_Final(md, &ctx)
     for i in range(8):
         h = (h << 8) | md[i]
         l = (l << 8) | md[8 + i]
     hi[0] = h
     lo[0] = l
+
+
+cdef inline void _sha_key(const uint8_t* s, Py_ssize_t n, uint64_t* hi, uint64_t* lo) noexcept nogil:
+    cdef uint8_t md[32]
+    cdef likewise_digest_ctx ctx
+    SHA256_Init(&ctx)
+    SHA256_Update(&ctx, s, n)
+    SHA256_Final(md, &ctx)
+    _digest_key(md, hi, lo)
 
 
 cdef inline void _md5_key(const uint8_t* s, Py_ssize_t n, uint64_t* hi, uint64_t* lo) noexcept nogil:
     cdef uint8_t md[16]
-    cdef likewise_sha256_ctx ctx
-    cdef uint64_t h = 0, l = 0
-    cdef int i
+    cdef likewise_digest_ctx ctx
     MD5_Init(&ctx)
     MD5_Update(&ctx, s, n)
     MD5_Final(md, &ctx)
-    for i in range(8):
-        h = (h << 8) | md[i]
-        l = (l << 8) | md[8 + i]
-    hi[0] = h
-    lo[0] = l
+    _digest_key(md, hi, lo)
 
 
 cdef inline bint _is_atext(uint8_t c) noexcept nogil:

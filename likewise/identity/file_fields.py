@@ -110,7 +110,6 @@ def write_keys(
         ) as writer,
         ThreadPoolExecutor(threads) as pool,
     ):
-        header: int | None = None  # index in the batch of the header line, once seen
         kinds: list[str] | None = None
         decide: _Fallback | None = None
         for data, starts, ends, first_line in reader:
@@ -127,8 +126,7 @@ def write_keys(
                     continue
                 text = data[starts[found] : ends[found]].tobytes().decode("utf-8")
                 kinds, is_header = columns(text)
-                header = found if is_header else None
-                skip = -1 if header is None else header
+                skip = found if is_header else -1  # the header line is not a row
                 decide = _Fallback(kinds, region)
                 codes = np.array([_fast.KIND_CODES[k] for k in kinds], np.uint8)
                 mask_of = np.array([kind_mask[k] for k in kinds], np.uint8)
