@@ -488,49 +488,38 @@ cdef PhoneRule _rule(object rule, object prefixes) except *:
 cdef inline bint _utf8(const uint8_t* s, Py_ssize_t n) noexcept nogil:
     """Well-formed UTF-8 (Unicode table 3-7: no overlong forms, surrogates or values past
     U+10FFFF), as Python's decoder requires."""
-    cdef Py_ssize_t i = 0
-    cdef uint8_t c, d
+    cdef Py_ssize_t i = 0, j, length
+    cdef uint8_t c, lo, hi
     while i < n:
         c = s[i]
         if c < 0x80:
             i += 1
             continue
+        # The lead byte gives the length and the range of the second byte; later bytes are
+        # continuation bytes (10xxxxxx).
+        lo, hi = 0x80, 0xBF
         if 0xC2 <= c <= 0xDF:
-            if i + 1 >= n or (s[i + 1] & 0xC0) != 0x80:
-                return False
-            i += 2
+            length = 2
         elif 0xE0 <= c <= 0xEF:
-            if i + 2 >= n:
-                return False
-            d = s[i + 1]
+            length = 3
             if c == 0xE0:
-                if not (0xA0 <= d <= 0xBF):
-                    return False
+                lo = 0xA0  # no overlong forms
             elif c == 0xED:
-                if not (0x80 <= d <= 0x9F):
-                    return False
-            elif (d & 0xC0) != 0x80:
-                return False
-            if (s[i + 2] & 0xC0) != 0x80:
-                return False
-            i += 3
+                hi = 0x9F  # no surrogates
         elif 0xF0 <= c <= 0xF4:
-            if i + 3 >= n:
-                return False
-            d = s[i + 1]
+            length = 4
             if c == 0xF0:
-                if not (0x90 <= d <= 0xBF):
-                    return False
+                lo = 0x90  # no overlong forms
             elif c == 0xF4:
-                if not (0x80 <= d <= 0x8F):
-                    return False
-            elif (d & 0xC0) != 0x80:
-                return False
-            if (s[i + 2] & 0xC0) != 0x80 or (s[i + 3] & 0xC0) != 0x80:
-                return False
-            i += 4
+                hi = 0x8F  # nothing past U+10FFFF
         else:
             return False
+        if i + length > n or not (lo <= s[i + 1] <= hi):
+            return False
+        for j in range(2, length):
+            if (s[i + j] & 0xC0) != 0x80:
+                return False
+        i += length
     return True
 
 

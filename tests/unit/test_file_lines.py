@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from likewise.identity import _fast, file_fields
@@ -87,6 +87,15 @@ def test_find_lines_refuses_a_span_outside_the_data() -> None:
 
 @SETTINGS
 @given(st.binary(max_size=12))
+@example(b"\xed\xa0\x80")  # a surrogate
+@example(b"\xed\x9f\xbf")  # the last code point before them
+@example(b"\xe0\x80\xaf")  # an overlong form
+@example(b"\xf0\x8f\xbf\xbf")  # an overlong four-byte form
+@example(b"\xf4\x90\x80\x80")  # past U+10FFFF
+@example(b"\xf4\x8f\xbf\xbf")  # U+10FFFF itself
+@example(b"\xc3")  # cut short
+@example(b"\xe2\x82")  # cut short
+@example(b"\xc0\xaf")  # a lead byte never used
 def test_utf8_check_agrees_with_python(raw: bytes) -> None:
     """A line is unreadable exactly when Python cannot decode it (overlong forms, surrogates,
     code points past U+10FFFF, truncated sequences)."""
