@@ -19,7 +19,6 @@ result equals normalising every field in Python.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import pyarrow.parquet as pq
 from likewise.identity import _fast
 from likewise.identity import email as email_mod
 from likewise.identity import phone as phone_mod
+from likewise.identity.hashing import hash_key, key_halves, sha256_hex, spans
 
 CHUNK_BYTES = 32 << 20  # read at a time; a longer line grows the buffer
 BATCH_LINES = 1 << 19  # lines per kernel call: large enough to amortise, small in memory
@@ -134,7 +134,7 @@ def write_keys(
             status = np.empty(n, np.uint8)
 
             run = partial(_Part.decide, data, starts, ends, skip, codes, rule, prefixes, status)
-            parts = list(pool.map(run, _split(n, threads)))
+            parts = list(pool.map(run, spans(n, threads)))
             outcome.controls += sum(p.controls for p in parts)
             extra = decide.resolve(parts, data, status)
             line_no = np.arange(first_line, first_line + n, dtype=np.uint64)
@@ -197,11 +197,6 @@ def _readable(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, i: int) ->
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _split(n: int, parts: int) -> list[tuple[int, int]]:
-    step = -(-n // parts)
-    return [(a, min(a + step, n)) for a in range(0, n, step)]
 
 
 @dataclass
@@ -296,7 +291,7 @@ class _Fallback:
         if hit is None:
             normalize, reason = self.deciders[kind]
             norm = normalize(text)
-            hit = reason if norm is None else _sha_key(norm)
+            hit = reason if norm is None else hash_key(sha256_hex(norm))
             self.cache[(kind, text)] = hit
         return hit
 
@@ -327,19 +322,14 @@ def _fallbacks(part: _Part) -> Iterator[tuple[int, int, int, int]]:
     )
 
 
-def _sha_key(norm: str) -> int:
-    return int.from_bytes(hashlib.sha256(norm.encode("utf-8")).digest()[:16], "big")
-
-
 def _keys_table(
     parts: list[_Part], extra: _Extra, row_no: np.ndarray, mask_of: np.ndarray
 ) -> pa.Table:
+    extra_hi, extra_lo = key_halves(extra.key)
     lines = [p.key_line for p in parts] + [np.array(extra.line, np.uint32)]
     cols = [p.key_col for p in parts] + [np.array(extra.col, np.uint8)]
-    his = [p.key_hi for p in parts] + [np.array([k >> 64 for k in extra.key], np.uint64)]
-    los = [p.key_lo for p in parts] + [
-        np.array([k & 0xFFFF_FFFF_FFFF_FFFF for k in extra.key], np.uint64)
-    ]
+    his = [p.key_hi for p in parts] + [extra_hi]
+    los = [p.key_lo for p in parts] + [extra_lo]
     return pa.table(
         [
             row_no[np.concatenate(lines)],

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+import numpy as np
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
@@ -34,3 +36,17 @@ def is_md5_hex(value: str) -> bool:
 def hash_key(hex_digest: str) -> int:
     """The graph key of a hex digest (SHA-256 or MD5): its first 32 hex digits as an integer."""
     return int(hex_digest[:32], 16)
+
+
+def key_halves(keys: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """128-bit keys as their high and low 64-bit halves (the layout of key files and arrays)."""
+    hi = np.array([k >> 64 for k in keys], np.uint64)
+    lo = np.array([k & 0xFFFF_FFFF_FFFF_FFFF for k in keys], np.uint64)
+    return hi, lo
+
+
+def spans(n: int, parts: int) -> list[tuple[int, int]]:
+    """``range(n)`` cut into at most ``parts`` consecutive ``(start, stop)`` spans, one per
+    thread."""
+    step = max(1, -(-n // parts))
+    return [(a, min(a + step, n)) for a in range(0, n, step)]

@@ -14,7 +14,6 @@ equal what those normalisers give for every value.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import pyarrow.compute as pc
 from likewise.identity import _fast
 from likewise.identity import email as email_mod
 from likewise.identity import phone as phone_mod
+from likewise.identity.hashing import hash_key, key_halves, sha256_hex, spans
 from likewise.identity.text import trim
 
 _REGIONS = list(phone_mod.RULES)  # a row's region is an index into this list (-1: none)
@@ -59,7 +59,7 @@ def column_keys(
     code = _fast.KIND_CODES[kind]
     arr = _one_chunk(pc.fill_null(values, ""))
     regions = None if regions is None else _one_chunk(regions)
-    offsets, data = string_buffers(arr)
+    offsets, data = _string_buffers(arr)
     n = len(arr)
     region = (
         _region_index(regions, n) if code == _fast.KIND_CODES["phone"] else np.empty(0, np.int8)
@@ -67,14 +67,12 @@ def column_keys(
     outcome = np.empty(n, np.uint8)
     prefixes = phone_mod.kernel_prefixes()
     run = partial(_decide, code, offsets, data, region, prefixes, outcome)
-    step = -(-n // threads) if n else 1
-    parts = list(pool.map(run, [(a, min(a + step, n)) for a in range(0, n, step)]))
+    parts = list(pool.map(run, spans(n, threads)))
     fallback = np.flatnonzero(outcome == _fast.U_FALLBACK)
     extra_rows, extra_keys = _fallback(kind, fallback, offsets, data, regions)
-    k_hi = [p[0] for p in parts] + [np.array([k >> 64 for k in extra_keys], np.uint64)]
-    k_lo = [p[1] for p in parts] + [
-        np.array([k & 0xFFFF_FFFF_FFFF_FFFF for k in extra_keys], np.uint64)
-    ]
+    extra_hi, extra_lo = key_halves(extra_keys)
+    k_hi = [p[0] for p in parts] + [extra_hi]
+    k_lo = [p[1] for p in parts] + [extra_lo]
     rows = [p[2] for p in parts] + [np.array(extra_rows, np.uint32)]
     row = np.concatenate(rows)
     # Keys of one value are written together, its first form first.
@@ -113,7 +111,7 @@ def _one_chunk(values: pa.Array | pa.ChunkedArray) -> pa.Array:
     return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
-def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def _string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Offsets and bytes of an Arrow string array without NULLs, without copying."""
     width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     _, offsets_buf, data_buf = arr.buffers()
@@ -159,7 +157,7 @@ def _fallback(
         text = trim(data[offsets[i] : offsets[i + 1]].tobytes().decode("utf-8"))
         keys = cache.get((text, region))
         if keys is None:
-            keys = [_sha_key(f) for f in forms(text, region)]
+            keys = [hash_key(sha256_hex(f)) for f in forms(text, region)]
             cache[(text, region)] = keys
         out_rows += [i] * len(keys)
         out_keys += keys
@@ -173,7 +171,3 @@ def _email_forms(text: str, _region: str | None) -> list[str]:
 def _phone_forms(text: str, region: str | None) -> list[str]:
     e164 = phone_mod.library_phone(text, region)
     return [] if e164 is None else phone_mod.phone_variants(e164)
-
-
-def _sha_key(value: str) -> int:
-    return int.from_bytes(hashlib.sha256(value.encode("utf-8")).digest()[:16], "big")

@@ -226,11 +226,7 @@ def _identifier_keys(
 ) -> bool:
     """Hash every documented form of every identifier (``identity.user_keys``) into ``ident``;
     count identifiers and refused values. Returns whether any key was written."""
-    kinds = [
-        k
-        for k in (IdKind.EMAIL, IdKind.PHONE, IdKind.IDFA, IdKind.GAID)
-        if k.name.lower() in columns
-    ]
+    kinds = [k for k in IdKind if k.name.lower() in columns]
     if not kinds:
         return False
     empty = con.execute("SELECT NOT EXISTS (SELECT 1 FROM ident)").fetchall()[0][0]
