@@ -19,8 +19,9 @@ from likewise.domain import events as names
 from likewise.errors import InvalidParameter, NotHashed
 from likewise.identity.device import normalize_device_id
 from likewise.identity.hashing import sha256_hex
+from likewise.ingest import _track
 from likewise.ingest import schema as wire
-from likewise.ingest.records import EventRecord
+from likewise.ingest.records import EventRecord, encode_batch
 
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}|[0-9a-fA-F]{32}")
@@ -72,6 +73,45 @@ def track_records(body: wire.TrackBody, source: Source, window: Window) -> list[
     test = bool(body.test_event_code)
     kind = body.event_source
     return [_track_record(ev, i, kind, source, window, test) for i, ev in enumerate(body.data)]
+
+
+def track_lines(raw: bytes, body: wire.TrackBody, source: Source, window: Window) -> bytes:
+    """The event log's lines of an ``event/track/`` request (``raw``, decoded as ``body``), or
+    an error naming the first bad field: from the compiled fast path when it can decide every
+    event exactly, otherwise (and for every refusal) from :func:`track_records`."""
+    lines = fast_track_lines(raw, body, source, window)
+    if lines is None:
+        lines = encode_batch(track_records(body, source, window))
+    return lines
+
+
+def fast_track_lines(
+    raw: bytes, body: wire.TrackBody, source: Source, window: Window
+) -> bytes | None:
+    """The compiled fast path (``_track``) alone: the lines, or None when the reference must
+    decide."""
+    head = b'{"source_id":%d,"advertiser_id":%d,"channel":"%s","event":' % (
+        source.id,
+        source.advertiser_id,
+        body.event_source.encode(),
+    )
+    return _track.track_lines(
+        raw,
+        _track.KINDS[body.event_source],
+        head,
+        b',"received_at":' + _JSON.encode(window.now),
+        bool(body.test_event_code),
+        window.now - window.max_age_days * 86400,
+        window.now + 86400,
+        names.STANDARD_EVENTS,
+        names.MAX_EVENTS_PER_REQUEST,
+        names.MAX_EVENT_NAME,
+        names.MAX_EVENT_ID,
+        names.MAX_IDS_PER_KEY,
+        names.MAX_CONTENTS,
+        # Half the limit: the reference measures its own re-encoding, which can differ a little.
+        names.MAX_PROPERTIES_BYTES // 2,
+    )
 
 
 def _track_record(

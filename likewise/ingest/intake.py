@@ -86,11 +86,20 @@ class EventIntake:
     async def accept(self, records: list[EventRecord]) -> None:
         """Return once ``records`` are on disk (then they will be processed)."""
         await self.log.append_async(encode_batch(records))
+        await self._note({r.source_id for r in records})
+
+    async def accept_lines(self, lines: bytes, source_id: int) -> None:
+        """:meth:`accept` for records already encoded (``records.encode_batch``'s lines), all of
+        one source."""
+        await self.log.append_async(lines)
+        await self._note({source_id})
+
+    async def _note(self, source_ids: set[int]) -> None:
         if self.on_accepted is not None:
             now = time.monotonic()
             due = {
                 source_id
-                for source_id in {r.source_id for r in records}
+                for source_id in source_ids
                 if source_id and now - self._noted.get(source_id, -1e9) > NOTE_ACTIVITY_EVERY
             }
             if due:

@@ -577,11 +577,13 @@ def test_intake_routes_skip_the_router(server: Server, monkeypatch: pytest.Monke
     wrong_method = httpx.get(server.api + EVENT_TRACK, headers={"Access-Token": shop.token})
     assert wrong_method.status_code == 405  # FastAPI still answers other methods
 
-    async def broken(_records: object) -> None:
+    async def broken(_payload: bytes) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(server.runtime.events, "accept", broken)
+    monkeypatch.setattr(server.runtime.events.log, "append_async", broken)
     answer = track(shop, [web_event(99)])
+    assert answer["code"] == 50000 and "disk" not in answer["message"]
+    answer = shop.post("/pixel/track/", {"pixel_code": shop.pixel_code, "event": "ViewContent"})
     assert answer["code"] == 50000 and "disk" not in answer["message"]
 
 
