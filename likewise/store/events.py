@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS links (
 """
 
 
+# Dictionary-encoded in parts: the columns with few distinct values. For the others (ids, hashed
+# keys, URLs, properties) a dictionary only costs: without one, a pass's part is written in a
+# quarter less CPU and is a third of the size (zstd compresses the plain values better).
+DICTIONARY_COLUMNS = frozenset(
+    {"source_id", "channel", "event", "currency", "content_type", "app_id", "category"}
+)
 COMPACT_MIN_PARTS = 32  # a partition with fewer small parts is left alone
 COMPACT_SMALL_BYTES = 16 << 20  # parts this large are done: merging them again only costs
 MANIFEST = ".compact.json"  # the parts a merge replaces, written before it is published
@@ -165,7 +171,8 @@ class EventStore:
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"{name}.parquet"
         tmp = folder / f".{name}.parquet.tmp"
-        pq.write_table(table, tmp, compression="zstd")
+        dictionary = [c for c in table.column_names if c in DICTIONARY_COLUMNS]
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary)
         _publish(tmp, target)
         return target
 

@@ -4,12 +4,16 @@ statistics, and replay after a crash between writing parts and committing."""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from likewise.ingest import processor
 from likewise.ingest.processor import EventProcessor
 from likewise.ingest.records import EventRecord, encode_batch
 from likewise.store.eventlog import EventLog
@@ -80,6 +84,21 @@ def test_duplicates_within_48_hours_are_dropped(pipeline) -> None:  # type: igno
     rows = stored(store)
     assert [r[0] for r in rows] == ["a", None, "a"]
     assert stats(store) == {"received": 5, "test": 0, "deduplicated": 2, "merged": 0}
+
+
+def test_copies_48_hours_apart_in_one_pass_keep_the_later_as_the_key(pipeline) -> None:  # type: ignore[no-untyped-def]
+    """A backlog can put copies more than 48 hours apart into one pass: both are stored as first
+    copies, and the dedup key remembers the later one."""
+    log, store, proc = pipeline
+    log.append(encode_batch([ev("a", received=T0), ev("a", received=T0 + 49 * 3600)]))
+    log.append(encode_batch([ev("a", received=T0 + 50 * 3600)]))  # within 48 h of the later
+    proc.flush()
+    assert [r[0] for r in stored(store)] == ["a", "a"]
+    assert stats(store) == {"received": 3, "test": 0, "deduplicated": 1, "merged": 0}
+    with store.state() as con:
+        assert con.execute("SELECT eid, received_at FROM seen").fetchall() == [
+            (stored(store)[1][2], T0 + 49 * 3600)
+        ]
 
 
 def test_browser_and_server_copies_merge_within_5_minutes(pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -287,3 +306,76 @@ def test_a_merge_is_dropped_if_a_part_changed_meanwhile(pipeline) -> None:  # ty
     assert store.publish_merge(staged) is None
     assert not staged.tmp.exists()
     assert len(list(folder.glob("*.parquet"))) == COMPACT_MIN_PARTS - 1
+
+
+# --- reading the log: Arrow's reader for small passes, DuckDB's for large ones -----------------
+
+_texts = st.one_of(
+    st.none(),
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12),
+    st.sampled_from(['quote " back \\ slash', "tab\there\nnewline", "ünïcødé ☕ 😀", ""]),
+)
+_floats = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False))
+_lists = st.lists(st.text(max_size=6), max_size=3)
+_records = st.builds(
+    EventRecord,
+    source_id=st.integers(1, 2**40),
+    advertiser_id=st.integers(1, 2**40),
+    channel=st.sampled_from(["web", "app", "pixel", "engagement"]),
+    event=st.text(min_size=1, max_size=10),
+    event_time=st.floats(0, 2e9),
+    received_at=st.floats(0, 2e9),
+    event_id=_texts,
+    test=st.booleans(),
+    limited=st.booleans(),
+    email=_lists,
+    external_id=_lists,
+    ttp=_texts,
+    url=_texts,
+    value=_floats,
+    currency=_texts,
+    content_ids=_lists,
+    prices=st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=3),
+    properties=st.one_of(st.none(), st.dictionaries(st.text(max_size=4), _texts).map(json.dumps)),
+    user_ref=_texts,
+    watched_seconds=_floats,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(records=st.lists(_records, min_size=1, max_size=30))
+def test_both_log_readers_give_the_same_table(records: list[EventRecord]) -> None:
+    """Arrow's reader (small passes) and DuckDB's (large ones) read the same lines into equal
+    tables: texts with escapes and any Unicode, floats to the last bit, absent lists as []."""
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = Path(tmp) / "lines.jsonl"
+        lines.write_bytes(encode_batch(records))
+        con = duckdb.connect()
+        by_duckdb = processor._read_with_duckdb(con, lines)
+        by_arrow = processor._read_with_arrow(lines.read_bytes())
+        con.close()
+    assert by_duckdb.schema == by_arrow.schema == processor.SCHEMA
+    assert by_duckdb.to_pylist() == by_arrow.to_pylist()
+    assert by_arrow.num_rows == len(records)
+    assert by_arrow.column("event").to_pylist() == [r.event for r in records]
+
+
+def test_large_passes_are_read_by_duckdb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass larger than DUCKDB_READ_BYTES takes the DuckDB reader and stores the same events."""
+    used: list[str] = []
+    for name in ("_read_with_duckdb", "_read_with_arrow"):
+        real = getattr(processor, name)
+        monkeypatch.setattr(
+            processor, name, lambda *a, _real=real, _name=name: used.append(_name) or _real(*a)
+        )
+    monkeypatch.setattr(processor, "DUCKDB_READ_BYTES", 2000)
+    log = EventLog(tmp_path / "log")
+    store = EventStore(tmp_path / "events")
+    proc = EventProcessor(log, store, clock=lambda: T0)
+    log.append(encode_batch([ev(f"e{i}", received=T0) for i in range(3)]))
+    assert proc.flush() == 3 and used == ["_read_with_arrow"]
+    log.append(encode_batch([ev(f"f{i}", received=T0) for i in range(40)]))
+    assert proc.flush() == 40 and used[-1] == "_read_with_duckdb"
+    assert not (tmp_path / "events" / "reading.jsonl").exists()  # the scratch copy is gone
+    log.close()
+    store.close()
