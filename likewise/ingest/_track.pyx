@@ -448,12 +448,26 @@ cdef int read_fields(Parser* p, Event* ev, int which) noexcept:
     return 0
 
 
+cdef inline int nested(Parser* p, Tok* key) noexcept:
+    """Which nested object ``key`` names: user (0), page (1), app (2), ad (3), lead (4), or -1."""
+    if is_key(p, key, "user", 4):
+        return 0
+    if is_key(p, key, "page", 4):
+        return 1
+    if is_key(p, key, "app", 3):
+        return 2
+    if is_key(p, key, "ad", 2):
+        return 3
+    if is_key(p, key, "lead", 4):
+        return 4
+    return -1
+
+
 cdef int read_event(Parser* p, Event* ev) noexcept:
     cdef Tok key, t
     cdef int r
     cdef bint first = True
-    cdef bint seen_user = False, seen_page = False, seen_app = False, seen_ad = False
-    cdef bint seen_lead = False
+    cdef int which, seen = 0  # the nested objects met (a second copy goes back)
     if p.i >= p.n or p.s[p.i] != 123:
         return FALLBACK
     p.i += 1
@@ -472,21 +486,9 @@ cdef int read_event(Parser* p, Event* ev) noexcept:
             r = value_of(p, &ev.properties)
         elif is_key(p, &key, "limited_data_use", 16):
             r = value_of(p, &ev.limited_data_use)
-        elif is_key(p, &key, "user", 4):
-            r = FALLBACK if seen_user else read_fields(p, ev, 0)
-            seen_user = True
-        elif is_key(p, &key, "page", 4):
-            r = FALLBACK if seen_page else read_fields(p, ev, 1)
-            seen_page = True
-        elif is_key(p, &key, "app", 3):
-            r = FALLBACK if seen_app else read_fields(p, ev, 2)
-            seen_app = True
-        elif is_key(p, &key, "ad", 2):
-            r = FALLBACK if seen_ad else read_fields(p, ev, 3)
-            seen_ad = True
-        elif is_key(p, &key, "lead", 4):
-            r = FALLBACK if seen_lead else read_fields(p, ev, 4)
-            seen_lead = True
+        elif (which := nested(p, &key)) >= 0:
+            r = FALLBACK if seen & (1 << which) else read_fields(p, ev, which)
+            seen |= 1 << which
         else:
             r = skip(p, &t, 0)
         if r < 0:
