@@ -55,6 +55,9 @@ def test_events_benchmark_smoke() -> None:
     assert "server" in trickle["cpu_percent"] and out["key_index"] is True
     cpu = out["likewise_batched_cpu_us_per_event"]
     assert isinstance(cpu, dict) and cpu["server"] > 0
+    processed, acknowledged = out["batched_processed_events_per_second"], out["likewise_batched"]
+    assert isinstance(processed, int) and isinstance(acknowledged, dict)
+    assert 0 < processed <= acknowledged["events_per_second"]
 
 
 def test_rules_batch_benchmark_smoke(tmp_path: Path) -> None:
