@@ -216,7 +216,9 @@ def main() -> None:
         cpu = CPUTime(bare.pid)
         results["bare_batched"] = load(url, "-", "-", args.batch_senders, args.batch, args.seconds)
         results["bare_batched_cpu_us_per_event"] = per_event(cpu.since(), results["bare_batched"])
+        cpu = CPUTime(bare.pid)
         results["bare_single"] = load(url, "-", "-", args.single_senders, 1, args.seconds)
+        results["bare_single_cpu_us_per_event"] = per_event(cpu.since(), results["bare_single"])
     finally:
         bare.terminate()
         bare.wait(30)
