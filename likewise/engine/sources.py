@@ -405,12 +405,11 @@ class EventSources:
         ``advertiser_ids``. Unknown, deleted and another advertiser's sources all give the same
         NotFound, so the answer reveals nothing about other tenants."""
         kind = _event_source_kind(event_source)
-        missing = _missing_source(event_source, event_source_id)
         if not advertiser_ids or not event_source_id:
-            raise missing
+            raise _missing_source(event_source, event_source_id)
         row = self._lookup(kind, event_source_id)
         if row is None or row.deleted or row.advertiser_id not in advertiser_ids:
-            raise missing
+            raise _missing_source(event_source, event_source_id)
         return row
 
     def resolve_public(self, event_source: str, event_source_id: str) -> EventSource:
