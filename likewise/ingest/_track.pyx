@@ -1023,34 +1023,34 @@ cdef int write_properties(Buf* b, Parser* p, Event* ev, Limits* lim) noexcept:
         if (any_item and put(b, ",", 1) < 0) or put_id(b, p, &ev.content_id) < 0:
             return FALLBACK
         any_item = True
-    if closing_list(b, p, ev, lim, mark, any_item, 0, 16) < 0:
+    if closing_list(b, p, ev, lim, mark, any_item, 0) < 0:
         return FALLBACK
-    # content_categories: content_category, then each item's (non-empty ones).
-    mark = b.n
-    if put(b, ',"content_categories":[', 23) < 0:
+    # content_categories: content_category (if not empty), then each item's; prices: price,
+    # then each item's.
+    if list_field(
+        b, p, ev, lim, ',"content_categories":[', 23, present_str(&ev.content_category),
+        &ev.content_category, 1,
+    ) < 0:
         return FALLBACK
-    any_item = False
-    if present_str(&ev.content_category):
-        if put_tok(b, p, &ev.content_category) < 0:
-            return FALLBACK
-        any_item = True
-    if closing_list(b, p, ev, lim, mark, any_item, 1, 23) < 0:
+    return list_field(b, p, ev, lim, ',"prices":[', 11, ev.price.kind == T_NUM, &ev.price, 2)
+
+
+cdef int list_field(
+    Buf* b, Parser* p, Event* ev, Limits* lim, const char* opening, Py_ssize_t opening_n,
+    bint has_first, Tok* first, int what,
+) noexcept:
+    """A list field: ``opening`` (``,"name":[``), ``first`` if ``has_first``, then the
+    contents items' part (see :func:`closing_list`)."""
+    cdef Py_ssize_t mark = b.n
+    if put(b, opening, opening_n) < 0:
         return FALLBACK
-    # prices: price, then each item's.
-    mark = b.n
-    if put(b, ',"prices":[', 11) < 0:
+    if has_first and put_tok(b, p, first) < 0:
         return FALLBACK
-    any_item = False
-    if ev.price.kind == T_NUM:
-        if put_tok(b, p, &ev.price) < 0:
-            return FALLBACK
-        any_item = True
-    return closing_list(b, p, ev, lim, mark, any_item, 2, 11)
+    return closing_list(b, p, ev, lim, mark, has_first, what)
 
 
 cdef int closing_list(
-    Buf* b, Parser* p, Event* ev, Limits* lim, Py_ssize_t mark, bint any_item, int what,
-    Py_ssize_t opening,
+    Buf* b, Parser* p, Event* ev, Limits* lim, Py_ssize_t mark, bint any_item, int what
 ) noexcept:
     """Append the contents items' part of a list opened at ``mark`` and close it; a list left
     empty is taken back (the reference leaves empty lists out)."""
