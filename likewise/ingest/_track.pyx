@@ -359,7 +359,6 @@ cdef struct Event:
     Tok lead_id
     Tok properties
     Tok limited_data_use
-    bint has_page
     bint has_app
     bint has_lead
     # properties' typed fields
@@ -388,64 +387,49 @@ cdef int value_of(Parser* p, Tok* slot) noexcept:
     return set_once(slot, &t)
 
 
-cdef int read_fields(Parser* p, Event* ev, int which) noexcept:
-    """The object at ``p`` (or null): user (0), page (1), app (2), ad (3) or lead (4)."""
-    cdef Tok key, t
-    cdef int r
-    cdef bint first = True
-    if p.i < p.n and p.s[p.i] == 110:
-        return literal(p, &t, "null", 4, T_NULL)
-    if p.i >= p.n or p.s[p.i] != 123:
-        return FALLBACK
-    p.i += 1
-    if which == 1:
-        ev.has_page = True
-    elif which == 2:
-        ev.has_app = True
-    elif which == 4:
-        ev.has_lead = True
-    while True:
-        r = next_key(p, &key, first)
-        first = False
-        if r <= 0:
-            return r
-        if which == 0:
-            if is_key(p, &key, "email", 5):
-                r = value_of(p, &ev.email)
-            elif is_key(p, &key, "phone", 5):
-                r = value_of(p, &ev.phone)
-            elif is_key(p, &key, "external_id", 11):
-                r = value_of(p, &ev.external_id)
-            elif is_key(p, &key, "ttclid", 6):
-                r = value_of(p, &ev.ttclid)
-            elif is_key(p, &key, "ttp", 3):
-                r = value_of(p, &ev.ttp)
-            elif is_key(p, &key, "idfa", 4):
-                r = value_of(p, &ev.idfa)
-            elif is_key(p, &key, "gaid", 4):
-                r = value_of(p, &ev.gaid)
-            elif is_key(p, &key, "att_status", 10):
-                r = value_of(p, &ev.att_status)
-            else:
-                r = skip(p, &t, 0)
-        elif which == 1:
-            if is_key(p, &key, "url", 3):
-                r = value_of(p, &ev.url)
-            elif is_key(p, &key, "referrer", 8):
-                r = value_of(p, &ev.referrer)
-            else:
-                r = skip(p, &t, 0)
-        elif which == 2 and is_key(p, &key, "app_id", 6):
-            r = value_of(p, &ev.app_id)
-        elif which == 3 and is_key(p, &key, "ad_id", 5):
-            r = value_of(p, &ev.ad_id)
-        elif which == 4 and is_key(p, &key, "lead_id", 7):
-            r = value_of(p, &ev.lead_id)
-        else:
-            r = skip(p, &t, 0)
-        if r < 0:
-            return FALLBACK
-    return 0
+cdef Tok* slot_of(Parser* p, Tok* key, Event* ev, int which) noexcept:
+    """Where the value of ``key`` is kept: in the event itself (``which`` -1) or in its user (0),
+    page (1), app (2), ad (3) or lead (4) object; NULL for a key the reference does not keep."""
+    if which == -1:
+        if is_key(p, key, "event", 5):
+            return &ev.event
+        if is_key(p, key, "event_time", 10):
+            return &ev.event_time
+        if is_key(p, key, "event_id", 8):
+            return &ev.event_id
+        if is_key(p, key, "properties", 10):
+            return &ev.properties
+        if is_key(p, key, "limited_data_use", 16):
+            return &ev.limited_data_use
+    elif which == 0:
+        if is_key(p, key, "email", 5):
+            return &ev.email
+        if is_key(p, key, "phone", 5):
+            return &ev.phone
+        if is_key(p, key, "external_id", 11):
+            return &ev.external_id
+        if is_key(p, key, "ttclid", 6):
+            return &ev.ttclid
+        if is_key(p, key, "ttp", 3):
+            return &ev.ttp
+        if is_key(p, key, "idfa", 4):
+            return &ev.idfa
+        if is_key(p, key, "gaid", 4):
+            return &ev.gaid
+        if is_key(p, key, "att_status", 10):
+            return &ev.att_status
+    elif which == 1:
+        if is_key(p, key, "url", 3):
+            return &ev.url
+        if is_key(p, key, "referrer", 8):
+            return &ev.referrer
+    elif which == 2 and is_key(p, key, "app_id", 6):
+        return &ev.app_id
+    elif which == 3 and is_key(p, key, "ad_id", 5):
+        return &ev.ad_id
+    elif which == 4 and is_key(p, key, "lead_id", 7):
+        return &ev.lead_id
+    return NULL
 
 
 cdef inline int nested(Parser* p, Tok* key) noexcept:
@@ -463,32 +447,32 @@ cdef inline int nested(Parser* p, Tok* key) noexcept:
     return -1
 
 
-cdef int read_event(Parser* p, Event* ev) noexcept:
+cdef int read_object(Parser* p, Event* ev, int which) noexcept:
+    """The event's object at ``p`` (``which`` -1), or one of its nested objects (or null)."""
     cdef Tok key, t
-    cdef int r
+    cdef Tok* slot
+    cdef int r, inner, seen = 0  # the nested objects met (a second copy goes back)
     cdef bint first = True
-    cdef int which, seen = 0  # the nested objects met (a second copy goes back)
+    if which >= 0 and p.i < p.n and p.s[p.i] == 110:
+        return literal(p, &t, "null", 4, T_NULL)
     if p.i >= p.n or p.s[p.i] != 123:
         return FALLBACK
     p.i += 1
+    if which == 2:
+        ev.has_app = True
+    elif which == 4:
+        ev.has_lead = True
     while True:
         r = next_key(p, &key, first)
         first = False
         if r <= 0:
             return r
-        if is_key(p, &key, "event", 5):
-            r = value_of(p, &ev.event)
-        elif is_key(p, &key, "event_time", 10):
-            r = value_of(p, &ev.event_time)
-        elif is_key(p, &key, "event_id", 8):
-            r = value_of(p, &ev.event_id)
-        elif is_key(p, &key, "properties", 10):
-            r = value_of(p, &ev.properties)
-        elif is_key(p, &key, "limited_data_use", 16):
-            r = value_of(p, &ev.limited_data_use)
-        elif (which := nested(p, &key)) >= 0:
-            r = FALLBACK if seen & (1 << which) else read_fields(p, ev, which)
-            seen |= 1 << which
+        slot = slot_of(p, &key, ev, which)
+        if slot != NULL:
+            r = value_of(p, slot)
+        elif which == -1 and (inner := nested(p, &key)) >= 0:
+            r = FALLBACK if seen & (1 << inner) else read_object(p, ev, inner)
+            seen |= 1 << inner
         else:
             r = skip(p, &t, 0)
         if r < 0:
@@ -1141,7 +1125,7 @@ def track_lines(
                 if count > max_events:
                     return None  # refused whole by the reference
                 memset(&ev, 0, sizeof(Event))  # every token absent (T_NONE)
-                if read_event(&p, &ev) < 0:
+                if read_object(&p, &ev, -1) < 0:
                     return None
                 r = write_event(
                     &b, &p, &ev, kind, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head),

@@ -156,16 +156,15 @@ class EventStore:
         pass: DuckDB's conflict handling has a fixed cost.)"""
         items = {key: value, **more}
         names = list(items)
+        pairs = [x for item in items.items() for x in item]
         cases = " ".join("WHEN ? THEN ?::BIGINT" for _ in names)
         marks = ", ".join("?" for _ in names)
         (updated,) = con.execute(
-            f"UPDATE meta SET v = CASE k {cases} END WHERE k IN ({marks})",
-            [x for item in items.items() for x in item] + names,
+            f"UPDATE meta SET v = CASE k {cases} END WHERE k IN ({marks})", pairs + names
         ).fetchall()[0]
         if updated < len(names):
             con.execute(
-                "INSERT OR IGNORE INTO meta VALUES " + ", ".join("(?, ?)" for _ in names),
-                [x for item in items.items() for x in item],
+                "INSERT OR IGNORE INTO meta VALUES " + ", ".join("(?, ?)" for _ in names), pairs
             )
 
     # --- parts -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from likewise.api.wire.events import PixelEventStatsRequest
 from likewise.errors import InvalidParameter, NotFound
 from likewise.ingest import events as intake
 from likewise.ingest import schema
-from likewise.ingest.records import EventRecord
+from likewise.ingest.records import EventRecord, encode_batch
 from likewise.runtime import Runtime
 from likewise.store.tenants import Principal
 
@@ -45,36 +45,46 @@ def _source(runtime: Runtime, principal: Principal, kind: str, code: str) -> int
     return intake.Source(id=row.id, advertiser_id=row.advertiser_id)
 
 
+Lines = Callable[[bytes, Body, intake.Source, intake.Window], bytes]
+
+
 async def _accept(
     request: Request,
     model: type[Body],
     kind: Callable[[Body], str],
     code: Callable[[Body], str],
-    build: Callable[[Body, intake.Source, intake.Window], list[EventRecord]],
+    lines: Lines[Body],
 ) -> EnvelopeResponse:
-    """Decode, check the source, build every record, then wait until they are durable.
+    """Decode, check the source, write every event's log line, then wait until they are
+    durable.
 
     The intake handlers take no dependencies (FastAPI resolves those on every request): the
     runtime comes straight from the app's state."""
     runtime: Runtime = request.app.state.runtime
     principal = _principal(request, runtime)
-    body = schema.decode(model, await read_body(request, runtime.settings.max_event_body_bytes))
+    raw = await read_body(request, runtime.settings.max_event_body_bytes)
+    body = schema.decode(model, raw)
     source = _source(runtime, principal, kind(body), code(body))
-    await runtime.events.accept(build(body, source, runtime.events.window()))
+    await runtime.events.accept_lines(lines(raw, body, source, runtime.events.window()), source.id)
     return ok({})
+
+
+def _records(
+    build: Callable[[Body, intake.Source, intake.Window], list[EventRecord]],
+) -> Lines[Body]:
+    """The lines of the records ``build`` makes (intakes without a compiled fast path)."""
+    return lambda _raw, body, source, window: encode_batch(build(body, source, window))
 
 
 @tiktok_route(router, "/event/track/", "POST")
 async def event_track(request: Request) -> EnvelopeResponse:
-    # Not through _accept: the compiled fast path writes the log lines from the body itself.
-    runtime: Runtime = request.app.state.runtime
-    principal = _principal(request, runtime)
-    raw = await read_body(request, runtime.settings.max_event_body_bytes)
-    body = schema.decode(schema.TrackBody, raw)
-    source = _source(runtime, principal, body.event_source, body.event_source_id)
-    lines = intake.track_lines(raw, body, source, runtime.events.window())
-    await runtime.events.accept_lines(lines, source.id)
-    return ok({})
+    return await _accept(
+        request,
+        schema.TrackBody,
+        lambda b: b.event_source,
+        lambda b: b.event_source_id,
+        intake.track_lines,  # the compiled fast path, from the body itself
+    )
 
 
 @tiktok_route(router, "/pixel/track/", "POST")
@@ -84,7 +94,9 @@ async def pixel_track(request: Request) -> EnvelopeResponse:
         schema.PixelTrackBody,
         lambda _: "web",
         lambda b: b.pixel_code,
-        lambda b, s, w: intake.pixel_records([b], s, w, test=bool(b.test_event_code), prefix=""),
+        _records(
+            lambda b, s, w: intake.pixel_records([b], s, w, test=bool(b.test_event_code), prefix="")
+        ),
     )
 
 
@@ -95,8 +107,10 @@ async def pixel_batch(request: Request) -> EnvelopeResponse:
         schema.PixelBatchBody,
         lambda _: "web",
         lambda b: b.pixel_code,
-        lambda b, s, w: intake.pixel_records(
-            b.batch, s, w, test=bool(b.test_event_code), prefix="batch"
+        _records(
+            lambda b, s, w: intake.pixel_records(
+                b.batch, s, w, test=bool(b.test_event_code), prefix="batch"
+            )
         ),
     )
 
@@ -108,7 +122,11 @@ async def offline_track(request: Request) -> EnvelopeResponse:
         schema.OfflineTrackBody,
         lambda _: "offline",
         lambda b: b.event_set_id,
-        lambda b, s, w: intake.offline_records([b], s, w, test=bool(b.test_event_code), prefix=""),
+        _records(
+            lambda b, s, w: intake.offline_records(
+                [b], s, w, test=bool(b.test_event_code), prefix=""
+            )
+        ),
     )
 
 
@@ -119,8 +137,10 @@ async def offline_batch(request: Request) -> EnvelopeResponse:
         schema.OfflineBatchBody,
         lambda _: "offline",
         lambda b: b.event_set_id,
-        lambda b, s, w: intake.offline_records(
-            b.batch, s, w, test=bool(b.test_event_code), prefix="batch"
+        _records(
+            lambda b, s, w: intake.offline_records(
+                b.batch, s, w, test=bool(b.test_event_code), prefix="batch"
+            )
         ),
     )
 
