@@ -9,6 +9,7 @@ setup(
             Extension("likewise.targeting._rows", ["likewise/targeting/_rows.pyx"]),
             Extension("likewise.store._keys", ["likewise/store/_keys.pyx"]),
             Extension("likewise.ingest._track", ["likewise/ingest/_track.pyx"]),
+            Extension("likewise.ingest._dedup", ["likewise/ingest/_dedup.pyx"]),
             # SHA-256 from OpenSSL's libcrypto, which CPython's hashlib already links: named by
             # its versioned file so no development package is needed to build.
             Extension(

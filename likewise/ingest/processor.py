@@ -6,14 +6,7 @@ TikTok's deduplication, write the rest as Parquet parts, commit the state, delet
 The work is columnar (Arrow, DuckDB), so it runs mostly outside the interpreter lock, beside the
 request path; only repeated event ids go through the sequential rules in Python.
 
-Deduplication (reference section 5.4), keyed on source + ``event`` + ``event_id``:
-
-* a copy arriving within 48 hours of the first from the same side (browser/browser or
-  server/server) is dropped;
-* a browser (pixel) and a server copy arriving within 5 minutes of each other are merged: the
-  later copy is stored with ``merged_into`` set to the first's ``eid``, so its extra match keys
-  can enrich the first, and it is not counted as an event of its own;
-* after 5 minutes (and within 48 hours) the later copy is dropped.
+Deduplication follows TikTok's rules (:mod:`likewise.ingest.dedup`).
 """
 
 from __future__ import annotations
@@ -33,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from likewise.ingest.dedup import DEDUP_SECONDS, SeenKeys, dedup
 from likewise.ingest.identity import CANDIDATE_COLUMNS, NONE_RESOLVED, EventResolver
 from likewise.ingest.queries import usable_rows_sql
 from likewise.ingest.records import EventRecord
@@ -41,11 +35,9 @@ from likewise.store.events import EventStore
 
 log = logging.getLogger(__name__)
 
-DEDUP_SECONDS = 48 * 3600
 PURGE_EVERY_SECONDS = 3600  # how often dedup keys past the window are forgotten
 PENDING_EVERY_SECONDS = 30  # how often unresolved events are tried again (imports, links)
 COMPACT_EVERY_SECONDS = 60  # how often partitions with many small parts are merged
-MERGE_SECONDS = 5 * 60
 # Sealed segments processed in one pass when processing is behind: a pass has fixed costs (a
 # transaction, an identity graph lookup, a file per partition), so a backlog is caught up in
 # fewer, larger passes.
@@ -130,6 +122,9 @@ class EventProcessor:
         # Parts may exist of a pass that did not commit (a crash, or a failure before it):
         # checked at the first pass and after any failure.
         self._dirty = True
+        # The dedup keys' hashes (see SeenKeys), loaded at the first pass; dropped after a
+        # failed one, which may have stored keys without adding them.
+        self._seen_keys: SeenKeys | None = None
         self._compacting = False
         self._thread: threading.Thread | None = None
         # The first purge an hour after start, not at once.
@@ -210,6 +205,13 @@ class EventProcessor:
 
     def _segments(self, segments: list[Path]) -> int:
         """Store the events of ``segments`` (consecutive, oldest first) in one transaction."""
+        try:
+            return self._store_segments(segments)
+        except BaseException:
+            self._seen_keys = None  # it may lack keys the pass stored: loaded again
+            raise
+
+    def _store_segments(self, segments: list[Path]) -> int:
         with self.store.state() as con:
             done = self.store.meta(con, "last_segment")
             for segment in [s for s in segments if int(s.stem) <= done]:
@@ -225,7 +227,9 @@ class EventProcessor:
             seq = int(segments[-1].stem)
             next_eid = self.store.meta(con, "next_eid", 1)
             events = read_segments(con, segments, self.store.folder / "reading.jsonl")
-            batch, next_eid, repeated = _dedup(con, events, next_eid)
+            if self._seen_keys is None:
+                self._seen_keys = SeenKeys.load(con)
+            batch, next_eid, repeated, hashes = dedup(con, events, next_eid, self._seen_keys)
             kept = batch.filter(batch["kept"])
             self._dirty = True
             for (advertiser_id, day), part in _partitions(kept):
@@ -248,6 +252,11 @@ class EventProcessor:
             self.store.set_meta(con, "next_eid", next_eid, last_segment=seq)
             con.execute("COMMIT")
             self._dirty = False
+            # What _SAVE_SEEN stored.
+            saved = pc.and_(
+                pc.and_(batch["kept"], batch["event_id"].is_valid()), batch["merged_into"].is_null()
+            ).to_numpy(zero_copy_only=False)
+            self._seen_keys.add(hashes[saved], batch["received_at"].to_numpy()[saved])
             usable_now = self._usable_rows(con, resolved, kept)
         for segment in segments:
             segment.unlink(missing_ok=True)
@@ -429,8 +438,10 @@ class EventProcessor:
 
     def purge_seen(self, now: float) -> None:
         """Forget dedup keys older than the 48-hour window."""
-        with self.store.state() as con:
+        with self._pass, self.store.state() as con:
             con.execute("DELETE FROM seen WHERE received_at < ?", [now - DEDUP_SECONDS])
+            if self._seen_keys is not None:
+                self._seen_keys.forget_before(now - DEDUP_SECONDS)
 
 
 CANDIDATE_TYPES = {
@@ -519,19 +530,6 @@ _NEW_LINKS = """(ttp IN (SELECT value FROM links WHERE kind = 'ttp' AND seen_at 
   OR list_has_any(external_id, (SELECT coalesce(list(value), []) FROM links
                                 WHERE kind = 'external_id' AND seen_at >= ?)))"""
 
-# Keyed copies that need the sequential rules: a key seen before, or repeated in this batch.
-# Every other keyed event is simply a first copy (the common case, decided without Python).
-_REPEATS = """
-WITH k AS (
-  SELECT *, count(*) OVER (PARTITION BY source_id, event, event_id) AS copies
-  FROM keyed WHERE event_id IS NOT NULL AND NOT test)
-SELECT k.n, k.source_id, k.event, k.event_id, k.channel, k.received_at,
-  s.eid, s.channel, s.received_at, k.copies
-FROM k LEFT JOIN seen s USING (source_id, event, event_id)
-WHERE k.copies > 1 OR s.eid IS NOT NULL
-ORDER BY k.n
-"""
-
 _SAVE_SEEN = """
 INSERT OR REPLACE INTO seen
 SELECT source_id, event, event_id, eid, channel, received_at FROM batch
@@ -557,56 +555,6 @@ ON CONFLICT (source_id, day, event) DO UPDATE SET
   merged = stats.merged + excluded.merged,
   limited = stats.limited + excluded.limited
 """
-
-
-def _dedup(
-    con: duckdb.DuckDBPyConnection, batch: pa.Table, next_eid: int
-) -> tuple[pa.Table, int, bool]:
-    """``batch`` with the deduplication outcome added (``n`` arrival order, ``day``, ``kept``,
-    ``dropped``, ``eid`` of kept events, ``merged_into``), the next free eid, and whether a key
-    came more than once in it."""
-    n = batch.num_rows
-    order = pa.array(np.arange(n, dtype=np.int64))
-    keyed = batch.select(["source_id", "event", "event_id", "channel", "received_at", "test"])
-    con.register("keyed", keyed.append_column("n", order))
-    try:
-        repeats = con.execute(_REPEATS).fetchall()
-    finally:
-        con.unregister("keyed")
-    dropped = np.zeros(n, dtype=bool)
-    merged_to: dict[int, tuple[bool, int]] = {}  # row -> (True, eid) or (False, first's row)
-    first: dict[tuple[int, str, str], tuple[tuple[bool, int], str, float] | None] = {}
-    repeated = False
-    for row, src, evt, event_id, channel, now, s_eid, s_channel, s_time, copies in repeats:
-        repeated = repeated or copies > 1
-        key = (src, evt, event_id)
-        if key not in first:
-            first[key] = ((True, s_eid), s_channel, s_time) if s_eid is not None else None
-        f = first[key]
-        if f is not None and now - f[2] <= DEDUP_SECONDS:
-            crossed = (f[1] == "pixel") != (channel == "pixel")  # browser vs server
-            if crossed and now - f[2] <= MERGE_SECONDS:
-                merged_to[row] = f[0]
-            else:
-                dropped[row] = True
-            continue
-        first[key] = ((False, row), channel, now)  # a new first copy
-    kept = ~batch["test"].to_numpy(zero_copy_only=False) & ~dropped
-    eids = np.full(n, -1, dtype=np.int64)
-    eids[kept] = next_eid + np.arange(int(kept.sum()), dtype=np.int64)
-    merged = np.full(n, -1, dtype=np.int64)
-    for row, (is_eid, ref) in merged_to.items():
-        merged[row] = ref if is_eid else eids[ref]
-    days = pc.cast(pc.floor(pc.divide(batch["event_time"], 86400.0)), pa.int32())
-    out = (
-        batch.append_column("n", order)
-        .append_column("day", days.cast(pa.date32()))
-        .append_column("kept", pa.array(kept))
-        .append_column("dropped", pa.array(dropped))
-        .append_column("eid", pa.array(eids, mask=~kept))
-        .append_column("merged_into", pa.array(merged, mask=merged < 0))
-    )
-    return out, next_eid + int(kept.sum()), repeated
 
 
 def _partitions(kept: pa.Table) -> Iterator[tuple[tuple[int, date], pa.Table]]:

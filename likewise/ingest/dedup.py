@@ -1,0 +1,216 @@
+"""TikTok's deduplication of events (reference section 5.4), keyed on source + ``event`` +
+``event_id``:
+
+* a copy arriving within 48 hours of the first from the same side (browser/browser or
+  server/server) is dropped;
+* a browser (pixel) and a server copy arriving within 5 minutes of each other are merged: the
+  later copy is stored with ``merged_into`` set to the first's ``eid``, so its extra match keys
+  can enrich the first, and it is not counted as an event of its own;
+* after 5 minutes (and within 48 hours) the later copy is dropped.
+
+The first copies of the last 48 hours are in the state database's ``seen`` table. DuckDB has no
+index join, so looking a batch's keys up there scans all of ``seen``: 30 ms a pass at a million
+keys, 400 ms at twenty million, on every pass however small. :class:`SeenKeys` holds a 64-bit
+hash and the arrival time of each key in memory (16 bytes a key), so a pass goes to ``seen``
+only for the keys that may be there (a hash seen before), and only for the rows stored since
+the earliest of those keys arrived: ``seen`` is appended in arrival order, so DuckDB skips the
+older row groups by their minimum and maximum. A batch without repeats, the usual one, does not
+query ``seen`` at all.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from likewise.ingest._dedup import key_hashes as _key_hashes
+
+DEDUP_SECONDS = 48 * 3600
+MERGE_SECONDS = 5 * 60
+
+Hashes = npt.NDArray[np.uint64]
+Times = npt.NDArray[np.float64]
+
+
+def key_hashes(source_id: pa.Array, event: pa.Array, event_id: pa.Array) -> Hashes:
+    """The hash of each row's key (none of the three may be null)."""
+    ids = pc.cast(source_id, pa.int64()).to_numpy(zero_copy_only=False)
+    out = np.empty(len(ids), dtype=np.uint64)
+    _key_hashes(
+        np.ascontiguousarray(ids, dtype=np.int64), *_strings(event), *_strings(event_id), out
+    )
+    return out
+
+
+def _strings(column: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """A string column's offsets (as int64, from zero) and data, as numpy views or copies."""
+    column = pc.cast(column, pa.large_string())
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    _, offsets, data = column.buffers()
+    start = column.offset
+    bounds = np.frombuffer(offsets, dtype=np.int64)[start : start + len(column) + 1]
+    # At least one byte: the compiled code takes the address of the first.
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None and data.size else _EMPTY
+    return np.ascontiguousarray(bounds), raw
+
+
+_EMPTY = np.zeros(1, dtype=np.uint8)
+
+
+class SeenKeys:
+    """The hashes of the keys in ``seen``, each with its first copy's arrival time: a superset
+    of ``seen`` (a key forgotten there may still be here), so a hash not here is a key never
+    seen within the window.
+
+    Most keys sit in one array sorted by hash; a pass's new keys go to a small sorted array of
+    their own, merged into the large one when the small ones add up to an eighth of it."""
+
+    def __init__(self) -> None:
+        self._hashes: Hashes = np.empty(0, dtype=np.uint64)
+        self._times: Times = np.empty(0, dtype=np.float64)
+        self._recent: list[tuple[Hashes, Times]] = []
+
+    @classmethod
+    def load(cls, con: duckdb.DuckDBPyConnection) -> SeenKeys:
+        keys = con.sql("SELECT source_id, event, event_id, received_at FROM seen").to_arrow_table()
+        index = cls()
+        if keys.num_rows:
+            index.add(
+                key_hashes(keys["source_id"], keys["event"], keys["event_id"]),
+                keys["received_at"].to_numpy(),
+            )
+        return index
+
+    def __len__(self) -> int:
+        return len(self._hashes) + sum(len(h) for h, _ in self._recent)
+
+    def earliest(self, hashes: Hashes) -> Times:
+        """For each hash, the earliest arrival of a key with that hash, or NaN if none."""
+        out = np.full(len(hashes), np.nan)
+        for known, times in [(self._hashes, self._times), *self._recent]:
+            if len(known):
+                out = np.fmin(out, _earliest(known, times, hashes))
+        return out
+
+    def add(self, hashes: Hashes, times: Times) -> None:
+        if not len(hashes):
+            return
+        order = np.argsort(hashes, kind="stable")
+        self._recent.append((hashes[order], np.asarray(times, dtype=np.float64)[order]))
+        if sum(len(h) for h, _ in self._recent) * 8 > max(len(self._hashes), 1 << 19):
+            self._merge()
+
+    def forget_before(self, cutoff: float) -> None:
+        """Drop the keys that arrived before ``cutoff`` (``seen`` has done the same)."""
+        self._merge()
+        keep = self._times >= cutoff
+        self._hashes, self._times = self._hashes[keep], self._times[keep]
+
+    def _merge(self) -> None:
+        hashes = np.concatenate([self._hashes, *(h for h, _ in self._recent)])
+        times = np.concatenate([self._times, *(t for _, t in self._recent)])
+        order = np.argsort(hashes, kind="stable")  # runs of sorted hashes: merged, not sorted
+        self._hashes, self._times, self._recent = hashes[order], times[order], []
+
+
+def _earliest(known: Hashes, times: Times, hashes: Hashes) -> Times:
+    """The earliest time of each of ``hashes`` in ``known`` (sorted), NaN where it is not."""
+    left = np.searchsorted(known, hashes, side="left")
+    right = np.searchsorted(known, hashes, side="right")
+    out = np.full(len(hashes), np.nan)
+    single = right - left == 1
+    out[single] = times[left[single]]
+    for i in np.flatnonzero(right - left > 1):  # a key stored twice, or two keys with one hash
+        out[i] = times[left[i] : right[i]].min()
+    return out
+
+
+# Keyed copies that need the sequential rules: a key seen before, or repeated in this batch.
+# ``candidates`` holds only rows whose key may be one of those (see the module's docstring);
+# ``seen`` is read from the earliest arrival any of them may have.
+_REPEATS = """
+WITH k AS (
+  SELECT *, count(*) OVER (PARTITION BY source_id, event, event_id) AS copies
+  FROM candidates)
+SELECT k.n, k.source_id, k.event, k.event_id, k.channel, k.received_at,
+  s.eid, s.channel, s.received_at, k.copies
+FROM k LEFT JOIN seen s
+  ON k.source_id = s.source_id AND k.event = s.event AND k.event_id = s.event_id
+  AND s.received_at >= ?
+WHERE k.copies > 1 OR s.eid IS NOT NULL
+ORDER BY k.n
+"""
+
+
+def dedup(
+    con: duckdb.DuckDBPyConnection, batch: pa.Table, next_eid: int, seen: SeenKeys
+) -> tuple[pa.Table, int, bool, Hashes]:
+    """``batch`` with the deduplication outcome added (``n`` arrival order, ``day``, ``kept``,
+    ``dropped``, ``eid`` of kept events, ``merged_into``), the next free eid, whether a key came
+    more than once in it, and each row's key hash (0 for rows without a key)."""
+    n = batch.num_rows
+    order = pa.array(np.arange(n, dtype=np.int64))
+    keyed_rows = np.flatnonzero(
+        pc.and_(pc.is_valid(batch["event_id"]), pc.invert(batch["test"]))
+        .to_numpy(zero_copy_only=False)
+        .astype(bool)
+    )
+    hashes = np.zeros(n, dtype=np.uint64)
+    repeats: list[tuple] = []
+    if len(keyed_rows):
+        keyed = batch.take(keyed_rows)
+        keyed_hashes = key_hashes(keyed["source_id"], keyed["event"], keyed["event_id"])
+        hashes[keyed_rows] = keyed_hashes
+        earliest = seen.earliest(keyed_hashes)
+        known = ~np.isnan(earliest)
+        _, first, counts = np.unique(keyed_hashes, return_index=True, return_counts=True)
+        again = np.isin(keyed_hashes, keyed_hashes[first[counts > 1]])
+        maybe = np.flatnonzero(known | again)
+        if len(maybe):
+            candidates = keyed.take(maybe).select(
+                ["source_id", "event", "event_id", "channel", "received_at"]
+            )
+            since = float(earliest[known].min()) if known.any() else float("inf")
+            con.register("candidates", candidates.append_column("n", pa.array(keyed_rows[maybe])))
+            try:
+                repeats = con.execute(_REPEATS, [since]).fetchall()
+            finally:
+                con.unregister("candidates")
+    dropped = np.zeros(n, dtype=bool)
+    merged_to: dict[int, tuple[bool, int]] = {}  # row -> (True, eid) or (False, first's row)
+    first_copy: dict[tuple[int, str, str], tuple[tuple[bool, int], str, float] | None] = {}
+    repeated = False
+    for row, src, evt, event_id, channel, now, s_eid, s_channel, s_time, copies in repeats:
+        repeated = repeated or copies > 1
+        key = (src, evt, event_id)
+        if key not in first_copy:
+            first_copy[key] = ((True, s_eid), s_channel, s_time) if s_eid is not None else None
+        f = first_copy[key]
+        if f is not None and now - f[2] <= DEDUP_SECONDS:
+            crossed = (f[1] == "pixel") != (channel == "pixel")  # browser vs server
+            if crossed and now - f[2] <= MERGE_SECONDS:
+                merged_to[row] = f[0]
+            else:
+                dropped[row] = True
+            continue
+        first_copy[key] = ((False, row), channel, now)  # a new first copy
+    kept = ~batch["test"].to_numpy(zero_copy_only=False) & ~dropped
+    eids = np.full(n, -1, dtype=np.int64)
+    eids[kept] = next_eid + np.arange(int(kept.sum()), dtype=np.int64)
+    merged = np.full(n, -1, dtype=np.int64)
+    for row, (is_eid, ref) in merged_to.items():
+        merged[row] = ref if is_eid else eids[ref]
+    days = pc.cast(pc.floor(pc.divide(batch["event_time"], 86400.0)), pa.int32())
+    out = (
+        batch.append_column("n", order)
+        .append_column("day", days.cast(pa.date32()))
+        .append_column("kept", pa.array(kept))
+        .append_column("dropped", pa.array(dropped))
+        .append_column("eid", pa.array(eids, mask=~kept))
+        .append_column("merged_into", pa.array(merged, mask=merged < 0))
+    )
+    return out, next_eid + int(kept.sum()), repeated, hashes
