@@ -32,20 +32,27 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import duckdb
 import httpx
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import CPUTime, PeakRSS, bare_server, server, work_dir
+from likewise.store.events import EventStore
 
 BODIES_PER_SENDER = 50
+# In every event_id: replaced by the request's number as each request is sent, so that no two
+# events share an id (the server would drop repeats as duplicates) while the bodies are still
+# encoded once (``bytes.join`` per request).
+STAMP = b"@@@@@@@@@@"
 # SHA-256 of platform users' e-mails (with --users): set before the senders fork.
 KNOWN_EMAILS: list[str] = []
 
 
-def make_bodies(pixel: str, sender: int, per_request: int) -> list[bytes]:
-    """Distinct, realistic events (hashed e-mail, page, properties); ids unique per sender."""
+def make_bodies(pixel: str, sender: int, per_request: int) -> list[list[bytes]]:
+    """Realistic events (hashed e-mail, page, properties), each body split at the stamps in its
+    ids (see :func:`stamped`)."""
     now = int(time.time())
     bodies = []
     for b in range(BODIES_PER_SENDER):
@@ -53,7 +60,7 @@ def make_bodies(pixel: str, sender: int, per_request: int) -> list[bytes]:
             {
                 "event": "ViewContent" if i % 3 else "AddToCart",
                 "event_time": now,
-                "event_id": f"s{sender}-b{b}-e{i}",
+                "event_id": f"{STAMP.decode()}-n{per_request}-s{sender}-b{b}-e{i}",
                 "user": {
                     "email": known_email(sender, b, i) or f"{(sender * 7919 + b * 131 + i):064x}",
                     "ttp": f"ttp-{sender}-{b}-{i}",
@@ -68,8 +75,13 @@ def make_bodies(pixel: str, sender: int, per_request: int) -> list[bytes]:
             for i in range(per_request)
         ]
         body = {"event_source": "web", "event_source_id": pixel, "data": data}
-        bodies.append(json.dumps(body).encode())
+        bodies.append(json.dumps(body).encode().split(STAMP))
     return bodies
+
+
+def stamped(parts: list[bytes], request: int) -> bytes:
+    """The body with the request's number in every event id: ids never repeat in a run."""
+    return f"{request:0{len(STAMP)}d}".encode().join(parts)
 
 
 def known_email(sender: int, body: int, i: int) -> str | None:
@@ -117,7 +129,7 @@ def sender(args: tuple[str, str, str, int, int, float, float]) -> tuple[int, int
         time.sleep(0.001)
     i = 0
     while time.time() < stop_at:
-        body = bodies[i % len(bodies)]
+        body = stamped(bodies[i % len(bodies)], i)
         i += 1
         t0 = time.perf_counter()
         conn.request("POST", "/open_api/v1.3/event/track/", body=body, headers=headers)
@@ -156,16 +168,18 @@ def load(url: str, token: str, pixel: str, senders: int, per_request: int, secon
     }
 
 
-def trickle(url: str, token: str, pixel: str, rate: float, seconds: float) -> int:
+def trickle(url: str, token: str, pixel: str, rate: float, seconds: float, sender: int) -> int:
     """``rate`` single-event requests a second for ``seconds``; returns those acknowledged."""
-    body = make_bodies(pixel, 999, 1)
+    body = make_bodies(pixel, sender, 1)
     headers = {"Access-Token": token, "Content-Type": "application/json"}
     ok = 0
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
         start = time.monotonic()
         for i in range(int(rate * seconds)):
             time.sleep(max(0.0, start + i / rate - time.monotonic()))
-            answer = client.post("/open_api/v1.3/event/track/", content=body[i % len(body)])
+            answer = client.post(
+                "/open_api/v1.3/event/track/", content=stamped(body[i % len(body)], i)
+            )
             ok += answer.json()["code"] == 0
         time.sleep(max(0.0, start + seconds - time.monotonic()))
     return ok
@@ -236,10 +250,10 @@ def main() -> None:
         code, token = pixel["code"], adv["access_token"]
         # A trickle first, on a settled server (with users, the worker builds its key index
         # after the first event): what a quiet hour costs, each pass resolving a few events.
-        trickle(url, token, code, 1.0, 1.0)
+        first = trickle(url, token, code, 1.0, 1.0, sender=998)
         time.sleep(args.settle)
         cpu = CPUTime(proc.pid)
-        sent = trickle(url, token, code, args.trickle_rate, args.seconds)
+        sent = trickle(url, token, code, args.trickle_rate, args.seconds, sender=999)
         results["trickle"] = {
             "events_per_second": args.trickle_rate,
             "acknowledged": sent,
@@ -264,6 +278,22 @@ def main() -> None:
         results["likewise_peak_rss_mib"] = round(mem.peak / 2**20)
     log_bytes = sum(p.stat().st_size for p in (data / "events").rglob("*") if p.is_file())
     results["event_files_mib"] = round(log_bytes / 2**20, 1)
+    # Every acknowledged event is stored: ids never repeat, so none is a duplicate.
+    results["events_acknowledged"] = (
+        first
+        + sent
+        + sum(
+            r["requests"] * r["per_request"]  # type: ignore[index]
+            for r in (results["likewise_batched"], results["likewise_single"])
+        )
+    )
+    store = EventStore(data / "events")
+    try:
+        source = store.sql_source()
+        count = duckdb.sql(f"SELECT count(*) FROM {source}").fetchall() if source else [(0,)]
+        results["events_stored"] = count[0][0]
+    finally:
+        store.close()
 
     lb, bb = results["likewise_batched"], results["bare_batched"]
     ls, bs = results["likewise_single"], results["bare_single"]

@@ -58,6 +58,7 @@ def test_events_benchmark_smoke() -> None:
     processed, acknowledged = out["batched_processed_events_per_second"], out["likewise_batched"]
     assert isinstance(processed, int) and isinstance(acknowledged, dict)
     assert 0 < processed <= acknowledged["events_per_second"]
+    assert out["events_stored"] == out["events_acknowledged"]  # unique ids: none dropped
 
 
 def test_rules_batch_benchmark_smoke(tmp_path: Path) -> None:
