@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -226,6 +225,11 @@ class EventProcessor:
                 self._dirty = False
             seq = int(segments[-1].stem)
             next_eid = self.store.meta(con, "next_eid", 1)
+            marks: dict[str, int] = {}
+            if next_eid == 1 and self.resolver is not None:
+                # The store's first events, resolved against the graph as it is now: the
+                # background retry has nothing to catch up on until the graph changes.
+                marks["pending_graph"] = self.resolver.graph_mark()
             events = read_segments(con, segments, self.store.folder / "reading.jsonl")
             if self._seen_keys is None:
                 self._seen_keys = SeenKeys.load(con)
@@ -249,7 +253,7 @@ class EventProcessor:
                 resolved = self.resolver.resolve(
                     con, usable.select(list(CANDIDATE_COLUMNS)), self.clock()
                 )
-            self.store.set_meta(con, "next_eid", next_eid, last_segment=seq)
+            self.store.set_meta(con, "next_eid", next_eid, last_segment=seq, **marks)
             con.execute("COMMIT")
             self._dirty = False
             # What _SAVE_SEEN stored.
@@ -310,14 +314,14 @@ class EventProcessor:
                     # for servers without browser ids; the scan grows with the store).
                     self.store.set_meta(con, "pending_links_ms", int(now * 1000))
                     return 0
-                rows = con.execute(
+                candidates = con.sql(
                     f"""SELECT {", ".join(CANDIDATE_COLUMNS)}
                     FROM (SELECT {_present(con, source, CANDIDATE_COLUMNS)}, limited FROM {source})
                     WHERE NOT limited AND eid NOT IN (SELECT eid FROM event_uid)
                       AND {_NEW_LINKS if narrow else _ANY_KEY}""",
-                    [since] * 3 if narrow else [],
-                ).fetchall()
-                candidates = pa.table(_columns(rows, CANDIDATE_TYPES))
+                    params=[since] * 3 if narrow else None,
+                ).to_arrow_table()  # columnar: a retry after an import can be millions of rows
+                candidates = candidates.cast(pa.schema(CANDIDATE_TYPES.items()))
                 con.execute("BEGIN TRANSACTION")
                 resolved = self.resolver.resolve(con, candidates, now)
                 self.store.set_meta(
@@ -591,8 +595,3 @@ def _present(con: duckdb.DuckDBPyConnection, source: str, columns: Sequence[str]
 
 def _day(t: float) -> date:
     return datetime.fromtimestamp(t, UTC).date()
-
-
-def _columns(rows: list[Any], types: dict[str, pa.DataType]) -> dict[str, pa.Array]:
-    cols = list(zip(*rows, strict=True)) if rows else [() for _ in types]
-    return {name: pa.array(col, type=t) for (name, t), col in zip(types.items(), cols, strict=True)}
