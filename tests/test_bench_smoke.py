@@ -149,3 +149,12 @@ def test_lookalike_benchmark_features_match_the_intake() -> None:
     assert len(expected) > 1000
     assert {r[1].split(":")[0] for r in expected} == {"category", "creator", "account"}
     assert rows(engagement_events(act, offset), offset) == expected
+
+
+def test_dedup_index_benchmark_smoke() -> None:
+    """The bench itself checks that the index drops exactly the repeated key of each pass."""
+    out = run("dedup_index.py", "--keys", "20000", "--pass-size", "50")
+    assert out["keys"] == 20000
+    for case in ("new_keys", "one_recent_repeat", "one_oldest_repeat"):
+        result = out[case]
+        assert isinstance(result, dict) and result["index_ms"] > 0 and result["full_scan_ms"] > 0
