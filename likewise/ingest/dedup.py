@@ -135,27 +135,29 @@ def _earliest(known: Hashes, times: Times, hashes: Hashes) -> Times:
 
 # Keyed copies that need the sequential rules: a key seen before, or repeated in this batch.
 # ``candidates`` holds only rows whose key may be one of those (see the module's docstring);
-# ``seen`` is read from the earliest arrival any of them may have.
+# ``seen`` is read from the earliest arrival any of them may have. A key stored twice (first
+# copies more than 48 hours apart) has two rows there: the latest counts.
 _REPEATS = """
 WITH k AS (
   SELECT *, count(*) OVER (PARTITION BY source_id, event, event_id) AS copies
   FROM candidates)
 SELECT k.n, k.source_id, k.event, k.event_id, k.channel, k.received_at,
-  s.eid, s.channel, s.received_at, k.copies
+  s.eid, s.channel, s.received_at
 FROM k LEFT JOIN seen s
   ON k.source_id = s.source_id AND k.event = s.event AND k.event_id = s.event_id
   AND s.received_at >= ?
 WHERE k.copies > 1 OR s.eid IS NOT NULL
+QUALIFY row_number() OVER (PARTITION BY k.n ORDER BY s.eid DESC NULLS LAST) = 1
 ORDER BY k.n
 """
 
 
 def dedup(
     con: duckdb.DuckDBPyConnection, batch: pa.Table, next_eid: int, seen: SeenKeys
-) -> tuple[pa.Table, int, bool, Hashes]:
+) -> tuple[pa.Table, int, Hashes]:
     """``batch`` with the deduplication outcome added (``n`` arrival order, ``day``, ``kept``,
-    ``dropped``, ``eid`` of kept events, ``merged_into``), the next free eid, whether a key came
-    more than once in it, and each row's key hash (0 for rows without a key)."""
+    ``dropped``, ``eid`` of kept events, ``merged_into``), the next free eid, and each row's key
+    hash (0 for rows without a key)."""
     n = batch.num_rows
     order = pa.array(np.arange(n, dtype=np.int64))
     keyed_rows = np.flatnonzero(
@@ -191,9 +193,7 @@ def dedup(
     dropped = np.zeros(n, dtype=bool)
     merged_to: dict[int, tuple[bool, int]] = {}  # row -> (True, eid) or (False, first's row)
     first_copy: dict[tuple[int, str, str], tuple[tuple[bool, int], str, float] | None] = {}
-    repeated = False
-    for row, src, evt, event_id, channel, now, s_eid, s_channel, s_time, copies in repeats:
-        repeated = repeated or copies > 1
+    for row, src, evt, event_id, channel, now, s_eid, s_channel, s_time in repeats:
         key = (src, evt, event_id)
         if key not in first_copy:
             first_copy[key] = ((True, s_eid), s_channel, s_time) if s_eid is not None else None
@@ -221,4 +221,4 @@ def dedup(
         .append_column("eid", pa.array(eids, mask=~kept))
         .append_column("merged_into", pa.array(merged, mask=merged < 0))
     )
-    return out, next_eid + int(kept.sum()), repeated, hashes
+    return out, next_eid + int(kept.sum()), hashes

@@ -233,7 +233,7 @@ class EventProcessor:
             events = read_segments(con, segments, self.store.folder / "reading.jsonl")
             if self._seen_keys is None:
                 self._seen_keys = SeenKeys.load(con)
-            batch, next_eid, repeated, hashes = dedup(con, events, next_eid, self._seen_keys)
+            batch, next_eid, hashes = dedup(con, events, next_eid, self._seen_keys)
             kept = batch.filter(batch["kept"])
             self._dirty = True
             for (advertiser_id, day), part in _partitions(kept):
@@ -243,7 +243,7 @@ class EventProcessor:
             con.execute("BEGIN TRANSACTION")
             con.register("batch", batch)
             try:
-                con.execute(_SAVE_SEEN_REPEATED if repeated else _SAVE_SEEN)
+                con.execute(_SAVE_SEEN)
                 con.execute(_SAVE_STATS)
             finally:
                 con.unregister("batch")
@@ -534,18 +534,14 @@ _NEW_LINKS = """(ttp IN (SELECT value FROM links WHERE kind = 'ttp' AND seen_at 
   OR list_has_any(external_id, (SELECT coalesce(list(value), []) FROM links
                                 WHERE kind = 'external_id' AND seen_at >= ?)))"""
 
+# Every first copy, appended: a key stored again (a first copy 48 hours after the last) has
+# more than one row until the purge, and the latest (by eid, in arrival order) is the one that
+# counts (see dedup._REPEATS).
 _SAVE_SEEN = """
-INSERT OR REPLACE INTO seen
+INSERT INTO seen
 SELECT source_id, event, event_id, eid, channel, received_at FROM batch
 WHERE kept AND event_id IS NOT NULL AND merged_into IS NULL
 """
-# A batch with a key more than once can keep two first copies of it (48 hours apart: a backlog
-# of old segments), and one statement may not insert a key twice: the later one is kept. The
-# window costs about a sixth of the statement, so batches without repeats go without it.
-_SAVE_SEEN_REPEATED = (
-    _SAVE_SEEN
-    + "QUALIFY row_number() OVER (PARTITION BY source_id, event, event_id ORDER BY n DESC) = 1\n"
-)
 
 _SAVE_STATS = """
 INSERT INTO stats

@@ -95,8 +95,8 @@ def test_copies_48_hours_apart_in_one_pass_keep_the_later_as_the_key(pipeline) -
     proc.flush()
     assert [r[0] for r in stored(store)] == ["a", "a"]
     assert stats(store) == {"received": 3, "test": 0, "deduplicated": 1, "merged": 0}
-    with store.state() as con:
-        assert con.execute("SELECT eid, received_at FROM seen").fetchall() == [
+    with store.state() as con:  # both are first copies; the later one counts
+        assert con.execute("SELECT max_by(eid, eid), max(received_at) FROM seen").fetchall() == [
             (stored(store)[1][2], T0 + 49 * 3600)
         ]
 
@@ -379,3 +379,31 @@ def test_large_passes_are_read_by_duckdb(tmp_path: Path, monkeypatch: pytest.Mon
     assert not (tmp_path / "events" / "reading.jsonl").exists()  # the scratch copy is gone
     log.close()
     store.close()
+
+
+def test_a_state_database_with_the_old_keyed_seen_table_is_converted(tmp_path: Path) -> None:
+    """State databases from before the in-memory dedup index had a primary key on ``seen``: it
+    is dropped when the store opens, the keys are kept, and they still deduplicate."""
+    con = duckdb.connect(str(tmp_path / "state.duckdb"))
+    con.execute(
+        """CREATE TABLE seen (
+          source_id BIGINT NOT NULL, event VARCHAR NOT NULL, event_id VARCHAR NOT NULL,
+          eid BIGINT NOT NULL, channel VARCHAR NOT NULL, received_at DOUBLE NOT NULL,
+          PRIMARY KEY (source_id, event, event_id))"""
+    )
+    con.execute("INSERT INTO seen VALUES (11, 'Purchase', 'a', 1, 'web', ?)", [T0])
+    con.close()
+    log, store = EventLog(tmp_path / "log"), EventStore(tmp_path)
+    try:
+        log.append(encode_batch([ev("a", received=T0 + 60), ev("b", received=T0 + 60)]))
+        EventProcessor(log, store).flush()
+        with store.state() as con:
+            constraints = con.execute(
+                "SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'seen'"
+            ).fetchall()
+            assert ("PRIMARY KEY",) not in constraints
+            assert con.execute("SELECT count(*) FROM seen").fetchall() == [(2,)]  # a and b
+        assert [r[0] for r in stored(store)] == ["b"]  # a: a repeat of the converted key
+    finally:
+        log.close()
+        store.close()
