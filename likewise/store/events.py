@@ -354,7 +354,8 @@ def _unkey_seen(con: duckdb.DuckDBPyConnection) -> None:
     if not keyed:
         return
     con.execute("BEGIN TRANSACTION")
-    con.execute("CREATE TABLE seen_unkeyed AS SELECT * FROM seen ORDER BY received_at")
-    con.execute("DROP TABLE seen")
-    con.execute("ALTER TABLE seen_unkeyed RENAME TO seen")
+    con.execute("ALTER TABLE seen RENAME TO seen_keyed")
+    con.execute(STATE_SCHEMA)  # creates seen as it is now; the other tables exist
+    con.execute("INSERT INTO seen SELECT * FROM seen_keyed ORDER BY received_at")
+    con.execute("DROP TABLE seen_keyed")
     con.execute("COMMIT")

@@ -402,6 +402,7 @@ def test_a_state_database_with_the_old_keyed_seen_table_is_converted(tmp_path: P
                 "SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'seen'"
             ).fetchall()
             assert ("PRIMARY KEY",) not in constraints
+            assert ("NOT NULL",) in constraints  # the table as new stores create it
             assert con.execute("SELECT count(*) FROM seen").fetchall() == [(2,)]  # a and b
         assert [r[0] for r in stored(store)] == ["b"]  # a: a repeat of the converted key
     finally:
