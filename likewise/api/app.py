@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from likewise import __version__
 from likewise.api import errors
 from likewise.api.envelope import EnvelopeResponse, ok
-from likewise.api.intake_routes import IntakeRoutes
+from likewise.api.intake_routes import IntakeApp
 from likewise.api.routes import (
     account,
     adgroup,
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             if own:
                 rt.close()
 
-    app = FastAPI(
+    app = IntakeApp(
         title="Likewise",
         version=__version__,
         summary="Custom Audiences engine with TikTok-compatible audience APIs",
@@ -64,8 +64,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     )
     if runtime is not None:
         app.state.runtime = runtime
-    # The Events API skips FastAPI's router (added first: inside the error middleware).
-    app.add_middleware(IntakeRoutes)
     errors.install(app)
     # Routes are matched in order, one pattern at a time: the hot paths go first (the event
     # intake, then the ad server's membership lookups).
