@@ -168,7 +168,9 @@ def dedup(
     hashes = np.zeros(n, dtype=np.uint64)
     repeats: list[tuple] = []
     if len(keyed_rows):
-        keyed = batch.take(keyed_rows)
+        keyed = batch.select(["source_id", "event", "event_id", "channel", "received_at"])
+        if len(keyed_rows) < n:  # usually every row has a key: no copy
+            keyed = keyed.take(keyed_rows)
         keyed_hashes = key_hashes(keyed["source_id"], keyed["event"], keyed["event_id"])
         hashes[keyed_rows] = keyed_hashes
         by_hash = np.argsort(keyed_hashes)
@@ -181,9 +183,7 @@ def dedup(
         again[by_hash[1:][same]] = again[by_hash[:-1][same]] = True
         maybe = np.flatnonzero(known | again)
         if len(maybe):
-            candidates = keyed.take(maybe).select(
-                ["source_id", "event", "event_id", "channel", "received_at"]
-            )
+            candidates = keyed.take(maybe)
             since = float(earliest[known].min()) if known.any() else float("inf")
             con.register("candidates", candidates.append_column("n", pa.array(keyed_rows[maybe])))
             try:

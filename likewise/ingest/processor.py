@@ -234,7 +234,8 @@ class EventProcessor:
             if self._seen_keys is None:
                 self._seen_keys = SeenKeys.load(con)
             batch, next_eid, hashes = dedup(con, events, next_eid, self._seen_keys)
-            kept = batch.filter(batch["kept"])
+            # Usually every event is kept: no copy of every column then.
+            kept = batch if pc.all(batch["kept"]).as_py() else batch.filter(batch["kept"])
             self._dirty = True
             for (advertiser_id, day), part in _partitions(kept):
                 self.store.write_part(
