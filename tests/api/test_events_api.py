@@ -550,8 +550,9 @@ def test_tokens(server: Server) -> None:
 
 
 def test_intake_routes_skip_the_router(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Events API's POST routes are answered before FastAPI's router (api.intake_routes.IntakeApp);
-    everything else still goes through it, and errors keep their envelopes."""
+    """The Events API's POST routes are answered before FastAPI's router
+    (api.intake_routes.IntakeApp); everything else still goes through it, and errors keep their
+    envelopes."""
     shop = Shop(server, "fast")
     solved: list[str] = []
     solve = fastapi.routing.solve_dependencies
