@@ -40,6 +40,13 @@ CODES: dict[type[e.LikewiseError], int] = {
 SYSTEM_ERROR = 50000
 
 
+def unexpected(exc: Exception, scope: Scope) -> EnvelopeResponse:
+    """TikTok's system error for an exception no handler expected, logged by type and path only:
+    an exception's text may quote request data (identifiers)."""
+    log.error("unhandled %s on %s", type(exc).__name__, scope.get("path", ""))
+    return failure(SYSTEM_ERROR, "system error; the request was not completed")
+
+
 def code_for(exc: e.LikewiseError) -> int:
     for cls in type(exc).__mro__:
         if cls in CODES:
@@ -89,9 +96,7 @@ class UnexpectedErrors:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            # Log the type and path only: an exception's text may quote request data.
-            log.error("unhandled %s on %s", type(exc).__name__, scope.get("path", ""))
+            response = unexpected(exc, scope)
             if started:  # too late for an envelope; the server closes the connection
                 raise
-            response = failure(SYSTEM_ERROR, "system error; the request was not completed")
             await response(scope, receive, send)

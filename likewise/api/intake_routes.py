@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from likewise.api.envelope import failure
-from likewise.api.errors import SYSTEM_ERROR, code_for, log
+from likewise.api.errors import code_for, unexpected
 from likewise.api.routes import events
 from likewise.errors import LikewiseError
 
@@ -66,6 +66,5 @@ class IntakeApp(FastAPI):
         except LikewiseError as exc:
             response = failure(code_for(exc), exc.message)
         except Exception as exc:  # as errors.UnexpectedErrors answers every other route
-            log.error("unhandled %s on %s", type(exc).__name__, scope["path"])
-            response = failure(SYSTEM_ERROR, "system error; the request was not completed")
+            response = unexpected(exc, scope)
         await response(scope, receive, send)

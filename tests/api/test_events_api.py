@@ -587,6 +587,14 @@ def test_intake_routes_skip_the_router(server: Server, monkeypatch: pytest.Monke
     answer = shop.post("/pixel/track/", {"pixel_code": shop.pixel_code, "event": "ViewContent"})
     assert answer["code"] == 50000 and "disk" not in answer["message"]
 
+    def failing(_token: str | None) -> None:
+        raise RuntimeError("tenant store on fire")
+
+    # Routes through FastAPI get the same envelope from errors.UnexpectedErrors.
+    monkeypatch.setattr(server.runtime.tenants, "authenticate", failing)
+    answer = server.call("GET", "/user/info/", shop.token)
+    assert answer["code"] == 50000 and "fire" not in answer["message"]
+
 
 def test_events_survive_a_restart_unprocessed(tmp_path: Path) -> None:
     """Acknowledged events still in the log when the server stops are processed at start."""
