@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from likewise.ingest import processor
 from likewise.ingest.processor import EventProcessor
 from likewise.ingest.records import EventRecord, encode_batch
-from likewise.store.eventlog import EventLog
+from likewise.store.eventlog import LEGACY_HEADER, EventLog
 from likewise.store.events import COMPACT_MIN_PARTS, MANIFEST, EventStore, part_seq
 
 T0 = 1_780_000_000.0  # 2026-05-28
@@ -348,11 +349,16 @@ def test_both_log_readers_give_the_same_table(records: list[EventRecord]) -> Non
     """Arrow's reader (small passes) and DuckDB's (large ones) read the same lines into equal
     tables: texts with escapes and any Unicode, floats to the last bit, absent lists as []."""
     with tempfile.TemporaryDirectory() as tmp:
-        lines = Path(tmp) / "lines.jsonl"
-        lines.write_bytes(encode_batch(records))
+        # DuckDB reads the log's segment as it lies: header lines between the records.
+        log = EventLog(Path(tmp))
+        for start in range(0, len(records), 7):
+            log.append(encode_batch(records[start : start + 7]))
+        log.rotate()
+        (segment,) = log.sealed()
+        log.close()
         con = duckdb.connect()
-        by_duckdb = processor._read_with_duckdb(con, lines)
-        by_arrow = processor._read_with_arrow(lines.read_bytes())
+        by_duckdb = processor._read_with_duckdb(con, [segment])
+        by_arrow = processor._read_with_arrow(b"".join(EventLog.records(segment)))
         con.close()
     assert by_duckdb.schema == by_arrow.schema == processor.SCHEMA
     assert by_duckdb.to_pylist() == by_arrow.to_pylist()
@@ -360,23 +366,88 @@ def test_both_log_readers_give_the_same_table(records: list[EventRecord]) -> Non
     assert by_arrow.column("event").to_pylist() == [r.event for r in records]
 
 
-def test_large_passes_are_read_by_duckdb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pass larger than DUCKDB_READ_BYTES takes the DuckDB reader and stores the same events."""
-    used: list[str] = []
+@pytest.fixture
+def readers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
+    """Which reader each pass used, with what it read (DuckDB: the files)."""
+    used: list[tuple[str, object]] = []
     for name in ("_read_with_duckdb", "_read_with_arrow"):
         real = getattr(processor, name)
         monkeypatch.setattr(
-            processor, name, lambda *a, _real=real, _name=name: used.append(_name) or _real(*a)
+            processor,
+            name,
+            lambda *a, _real=real, _name=name: used.append((_name, a[-1])) or _real(*a),
         )
     monkeypatch.setattr(processor, "DUCKDB_READ_BYTES", 2000)
+    return used
+
+
+def test_large_passes_are_read_by_duckdb_in_place(
+    tmp_path: Path, readers: list[tuple[str, object]]
+) -> None:
+    """A pass larger than DUCKDB_READ_BYTES takes the DuckDB reader, which reads the log's
+    segments where they lie, and stores the same events."""
     log = EventLog(tmp_path / "log")
     store = EventStore(tmp_path / "events")
     proc = EventProcessor(log, store, clock=lambda: T0)
     log.append(encode_batch([ev(f"e{i}", received=T0) for i in range(3)]))
-    assert proc.flush() == 3 and used == ["_read_with_arrow"]
-    log.append(encode_batch([ev(f"f{i}", received=T0) for i in range(40)]))
-    assert proc.flush() == 40 and used[-1] == "_read_with_duckdb"
+    assert proc.flush() == 3 and [r[0] for r in readers] == ["_read_with_arrow"]
+    for part in range(4):
+        log.append(encode_batch([ev(f"f{part}-{i}", received=T0 + i) for i in range(10)]))
+    segment = log.segments()[-1]
+    assert proc.flush() == 40 and readers[-1] == ("_read_with_duckdb", [segment])
+    assert sorted(row[0] for row in stored(store)) == sorted(
+        ["e0", "e1", "e2", *(f"f{p}-{i}" for p in range(4) for i in range(10))]
+    )
+    assert not (tmp_path / "events" / "reading.jsonl").exists()
+    log.close()
+    store.close()
+
+
+def test_a_torn_segment_is_read_from_a_copy_of_its_intact_records(
+    tmp_path: Path, readers: list[tuple[str, object]]
+) -> None:
+    """A crash left a torn record at the end of a large segment: DuckDB cannot read the file
+    as it is, so it reads a copy of the intact records, and the torn one is not stored."""
+    log = EventLog(tmp_path / "log")
+    for part in range(3):
+        log.append(encode_batch([ev(f"g{part}-{i}", received=T0) for i in range(20)]))
+    log.close()
+    (segment,) = log.segments()
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-50])  # the third record, half written
+    log = EventLog(tmp_path / "log")  # after the crash: a new segment, the torn one sealed
+    store = EventStore(tmp_path / "events")
+    proc = EventProcessor(log, store, clock=lambda: T0)
+    assert proc.flush() == 40
+    assert readers[-1] == ("_read_with_duckdb", [tmp_path / "events" / "reading.jsonl"])
+    assert sorted(row[0] for row in stored(store)) == sorted(
+        f"g{p}-{i}" for p in range(2) for i in range(20)
+    )
     assert not (tmp_path / "events" / "reading.jsonl").exists()  # the scratch copy is gone
+    log.close()
+    store.close()
+
+
+@pytest.mark.parametrize("events", [5, 60])  # read by Arrow; by DuckDB
+def test_segments_of_the_first_log_format_are_still_read(
+    tmp_path: Path, readers: list[tuple[str, object]], events: int
+) -> None:
+    """A segment left by a version whose records had binary headers (length, zlib CRC-32) is
+    read after an upgrade: its events are stored once, beside new ones."""
+    (tmp_path / "log").mkdir()
+    payload = encode_batch([ev(f"old{i}", received=T0) for i in range(events)])
+    legacy = LEGACY_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+    (tmp_path / "log" / "000000000001.log").write_bytes(legacy)
+    log = EventLog(tmp_path / "log")
+    store = EventStore(tmp_path / "events")
+    proc = EventProcessor(log, store, clock=lambda: T0)
+    log.append(encode_batch([ev("new", received=T0)]))
+    assert proc.flush() == events + 1
+    assert sorted(row[0] for row in stored(store)) == sorted(
+        ["new", *(f"old{i}" for i in range(events))]
+    )
+    if events > 10:
+        assert readers[-1] == ("_read_with_duckdb", [tmp_path / "events" / "reading.jsonl"])
     log.close()
     store.close()
 
