@@ -75,18 +75,23 @@ def track_records(body: wire.TrackBody, source: Source, window: Window) -> list[
     return [_track_record(ev, i, kind, source, window, test) for i, ev in enumerate(body.data)]
 
 
-def track_lines(raw: bytes, body: wire.TrackBody, source: Source, window: Window) -> bytes:
-    """The event log's lines of an ``event/track/`` request (``raw``, decoded as ``body``), or
-    an error naming the first bad field: from the compiled fast path when it can decide every
-    event exactly, otherwise (and for every refusal) from :func:`track_records`."""
+def track_lines(
+    raw: bytes, body: wire.TrackLinesBody | wire.TrackBody, source: Source, window: Window
+) -> bytes:
+    """The event log's lines of an ``event/track/`` request (``raw``, decoded by
+    :func:`~likewise.ingest.schema.decode_track` as ``body``), or an error naming the first bad
+    field: from the compiled fast path when it can decide every event exactly, otherwise (and
+    for every refusal) from :func:`track_records`, on the body decoded in full."""
     lines = fast_track_lines(raw, body, source, window)
     if lines is None:
+        if isinstance(body, wire.TrackLinesBody):  # properties not decoded
+            body = wire.decode(wire.TrackBody, raw)
         lines = encode_batch(track_records(body, source, window))
     return lines
 
 
 def fast_track_lines(
-    raw: bytes, body: wire.TrackBody, source: Source, window: Window
+    raw: bytes, body: wire.TrackLinesBody | wire.TrackBody, source: Source, window: Window
 ) -> bytes | None:
     """The compiled fast path (``_track``) alone: the lines, or None when the reference must
     decide."""

@@ -324,6 +324,24 @@ def test_bad_requests_get_a_clear_error_and_store_nothing(server: Server) -> Non
     cases: list[tuple[str, Any, int, tuple[str, ...]]] = [
         (EVENT_TRACK, b"{not json", 40002, ("not valid JSON",)),
         (EVENT_TRACK, b"", 40002, ("empty",)),
+        (
+            EVENT_TRACK,
+            b'{"event_source":"web","event_source_id":"%s","data":[{"event":"Purchase",'
+            b'"event_time":%d,"page":{"url":"u"},"properties":{"name":"\xff"}}]}'
+            % (shop.pixel_code.encode(), int(time.time())),
+            40002,
+            ("UTF-8",),
+        ),
+        (
+            EVENT_TRACK,
+            {
+                "event_source": "web",
+                "event_source_id": shop.pixel_code,
+                "data": [{**ok_event, "properties": 5}],
+            },
+            40002,
+            ("data[0].properties",),
+        ),
         (EVENT_TRACK, [1, 2], 40002, ()),
         (EVENT_TRACK, {"event_source": "web", "data": [ok_event]}, 40002, ("event_source_id",)),
         (

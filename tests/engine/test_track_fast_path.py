@@ -49,17 +49,26 @@ def records(lines: bytes) -> list[EventRecord]:
 
 
 def check(raw: bytes) -> bool:
-    """Asserts the fast path agrees with the reference on ``raw``; True if it decided."""
+    """Asserts the fast path agrees with the reference on ``raw``, and the route's pipeline
+    (``decode_track``, properties left undecoded, then ``track_lines``) with both; True if the
+    fast path decided."""
     try:
         body = schema.decode(schema.TrackBody, raw)
-    except LikewiseError:
-        return False  # refused before either path runs
+    except LikewiseError as exc:
+        # Refused before either path runs: the route refuses it alike.
+        assert pipeline(raw) == exc.message, raw[:300]
+        return False
     try:
         expected: list[EventRecord] | LikewiseError = records(
             encode_batch(intake.track_records(body, SOURCE, WINDOW))
         )
     except LikewiseError as exc:
         expected = exc
+    routed = pipeline(raw)
+    if isinstance(expected, LikewiseError):
+        assert routed == expected.message, raw[:300]
+    else:
+        assert routed == expected, raw[:300]
     fast = kernel(raw, body)
     if fast is None:
         return False
@@ -67,6 +76,14 @@ def check(raw: bytes) -> bool:
     assert records(fast) == expected
     assert fast.endswith(b"\n") and fast.count(b"\n") == len(expected)
     return True
+
+
+def pipeline(raw: bytes) -> list[EventRecord] | str:
+    """What the route does with ``raw``: the records, or the refusal's message."""
+    try:
+        return records(intake.track_lines(raw, schema.decode_track(raw), SOURCE, WINDOW))
+    except LikewiseError as exc:
+        return exc.message
 
 
 # --- generated bodies -------------------------------------------------------------------------
@@ -514,7 +531,47 @@ def test_properties_keep_the_sent_object_without_whitespace() -> None:
     )
     lines = kernel(raw, schema.decode(schema.TrackBody, raw))
     assert lines is not None
+    assert kernel(raw, schema.decode_track(raw)) == lines  # properties left undecoded
     record = _RECORD.decode(lines)
     assert record.properties == '{"value":19.90,"t":"a \\" b\\u00e9","n":[1,{"x":null}]}'
     assert record.value == 19.9
     assert check(raw)
+
+
+@pytest.mark.parametrize(
+    ("properties", "refused"),
+    [
+        (b"5", True),  # not an object
+        (b'"x"', True),
+        (b"[1]", True),
+        (b"null", False),
+        (b'{"a":[1,}', True),  # not JSON
+        (b'{"a":tru}', True),
+        (b'{"name":"\xff\xfe"}', True),  # not UTF-8
+        (b'{"name":"Caf\xc3\xa9 \xe2\x98\x95"}', False),  # UTF-8
+        (b'{"value":"12.50","n":{"d":[{"e":null}]}}', False),  # the reference decides
+    ],
+)
+def test_undecoded_properties_are_still_checked(properties: bytes, refused: bool) -> None:
+    """The route leaves ``properties`` undecoded for the fast path: a body the full decoding
+    refuses (properties not an object, not JSON, not UTF-8) is still refused, with the same
+    message, and one it takes gives the same records."""
+    raw = (
+        b'{"event_source":"web","event_source_id":"P","data":[{"event":"Purchase",'
+        b'"event_time":%d,"page":{"url":"u"},"properties":%s}]}' % (int(NOW), properties)
+    )
+    check(raw)
+    assert isinstance(pipeline(raw), str) == refused
+
+
+def test_bytes_that_are_not_utf8_outside_the_schema_are_ignored_alike() -> None:
+    """Unknown fields are skipped, not decoded, by both decodings: bytes that are not UTF-8
+    there do not refuse a body (as before properties were left undecoded)."""
+    raw = (
+        b'{"event_source":"web","event_source_id":"P","partner_x":"\xff","data":[{'
+        b'"event":"Purchase","event_time":%d,"page":{"url":"u"},"properties":{"value":1}}]}'
+        % int(NOW)
+    )
+    assert check(raw)
+    assert isinstance(schema.decode_track(raw), schema.TrackBody)
+    assert not isinstance(pipeline(raw), str)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -50,7 +51,7 @@ Lines = Callable[[bytes, Body, intake.Source, intake.Window], bytes]
 
 async def _accept(
     request: Request,
-    model: type[Body],
+    decode: Callable[[bytes], Body],
     kind: Callable[[Body], str],
     code: Callable[[Body], str],
     lines: Lines[Body],
@@ -63,7 +64,7 @@ async def _accept(
     runtime: Runtime = request.app.state.runtime
     principal = _principal(request, runtime)
     raw = await read_body(request, runtime.settings.max_event_body_bytes)
-    body = schema.decode(model, raw)
+    body = decode(raw)
     source = _source(runtime, principal, kind(body), code(body))
     await runtime.events.accept_lines(lines(raw, body, source, runtime.events.window()), source.id)
     return ok({})
@@ -80,7 +81,7 @@ def _records(
 async def event_track(request: Request) -> EnvelopeResponse:
     return await _accept(
         request,
-        schema.TrackBody,
+        schema.decode_track,
         lambda b: b.event_source,
         lambda b: b.event_source_id,
         intake.track_lines,  # the compiled fast path, from the body itself
@@ -91,7 +92,7 @@ async def event_track(request: Request) -> EnvelopeResponse:
 async def pixel_track(request: Request) -> EnvelopeResponse:
     return await _accept(
         request,
-        schema.PixelTrackBody,
+        partial(schema.decode, schema.PixelTrackBody),
         lambda _: "web",
         lambda b: b.pixel_code,
         _records(
@@ -104,7 +105,7 @@ async def pixel_track(request: Request) -> EnvelopeResponse:
 async def pixel_batch(request: Request) -> EnvelopeResponse:
     return await _accept(
         request,
-        schema.PixelBatchBody,
+        partial(schema.decode, schema.PixelBatchBody),
         lambda _: "web",
         lambda b: b.pixel_code,
         _records(
@@ -119,7 +120,7 @@ async def pixel_batch(request: Request) -> EnvelopeResponse:
 async def offline_track(request: Request) -> EnvelopeResponse:
     return await _accept(
         request,
-        schema.OfflineTrackBody,
+        partial(schema.decode, schema.OfflineTrackBody),
         lambda _: "offline",
         lambda b: b.event_set_id,
         _records(
@@ -134,7 +135,7 @@ async def offline_track(request: Request) -> EnvelopeResponse:
 async def offline_batch(request: Request) -> EnvelopeResponse:
     return await _accept(
         request,
-        schema.OfflineBatchBody,
+        partial(schema.decode, schema.OfflineBatchBody),
         lambda _: "offline",
         lambda b: b.event_set_id,
         _records(
