@@ -81,6 +81,9 @@ cdef struct Limits:
     Py_ssize_t ids
     Py_ssize_t contents
     Py_ssize_t properties
+    # Scratch for the event being written: its contents items' ids, categories and prices
+    # (each preceded by a comma), collected in the one pass that checks them.
+    Buf* items
 
 
 # --- output -----------------------------------------------------------------------------------
@@ -116,14 +119,18 @@ cdef inline int put_lower_hex(Buf* b, Parser* p, Tok* t) noexcept:
     """A hex digest's string token, lowercased."""
     cdef Py_ssize_t k
     cdef unsigned char c
+    cdef const unsigned char* s = p.s
+    cdef char* out
     if grow(b, t.end - t.start) < 0:
         return FALLBACK
+    out = b.p + b.n  # a local: a store through ``b.p`` could alias ``b.n``, reloaded each byte
     for k in range(t.start, t.end):
-        c = p.s[k]
+        c = s[k]
         if 65 <= c <= 70:
             c += 32
-        b.p[b.n] = <char>c
-        b.n += 1
+        out[0] = <char>c
+        out += 1
+    b.n = out - b.p
     return 0
 
 
@@ -148,31 +155,51 @@ cdef inline int hexval(unsigned char c) noexcept:
     return -1
 
 
+# Bytes that stand for themselves inside a string: printable ASCII but the quote and backslash.
+cdef unsigned char PLAIN[256]
+for _c in range(256):
+    PLAIN[_c] = 0x20 <= _c < 0x80 and _c != 34 and _c != 92
+
+
 cdef int string(Parser* p, Tok* t) noexcept:
-    """The string token at ``p.i`` (its opening quote)."""
+    """The string token at ``p.i`` (its opening quote).
+
+    Runs of plain bytes are skipped in a tight loop over locals: the parser's fields, read
+    through a pointer, would be reloaded for every byte (a store to ``t`` may alias them)."""
+    cdef const unsigned char* s = p.s
+    cdef Py_ssize_t n = p.n
     cdef Py_ssize_t i = p.i + 1
+    cdef Py_ssize_t chars = 0
+    cdef Py_ssize_t run
     cdef unsigned char c
+    cdef int flags = 0
     cdef int u, k, h
     t.start = p.i
     t.kind = T_STR
-    t.flags = 0
-    t.chars = 0
-    while i < p.n:
-        c = p.s[i]
+    while True:
+        run = i
+        while i < n and PLAIN[s[i]]:
+            i += 1
+        chars += i - run
+        if i >= n:
+            return FALLBACK
+        c = s[i]
         if c == 34:  # "
             t.end = i + 1
+            t.flags = flags
+            t.chars = chars
             p.i = i + 1
             return 0
         if c == 92:  # \
-            t.flags |= F_ESCAPE
-            if i + 1 >= p.n:
+            flags |= F_ESCAPE
+            if i + 1 >= n:
                 return FALLBACK
-            if p.s[i + 1] == 117:  # \uXXXX
-                if i + 5 >= p.n:
+            if s[i + 1] == 117:  # \uXXXX
+                if i + 5 >= n:
                     return FALLBACK
                 u = 0
                 for k in range(2, 6):
-                    h = hexval(p.s[i + k])
+                    h = hexval(s[i + k])
                     if h < 0:
                         return FALLBACK
                     u = u * 16 + h
@@ -181,41 +208,41 @@ cdef int string(Parser* p, Tok* t) noexcept:
                 i += 6
             else:
                 i += 2
-            t.chars += 1
+            chars += 1
             continue
         if c >= 0x80:
-            t.flags |= F_WIDE
-            if c < 0xC0:  # a continuation byte: not a code point of its own
-                i += 1
-                continue
-        elif c < 0x20:
-            return FALLBACK  # msgspec refuses these; never here
-        t.chars += 1
-        i += 1
-    return FALLBACK
+            flags |= F_WIDE
+            if c >= 0xC0:  # a lead byte; continuation bytes are not code points of their own
+                chars += 1
+            i += 1
+            continue
+        return FALLBACK  # a control character: msgspec refuses these; never here
 
 
 cdef int number(Parser* p, Tok* t) noexcept:
     cdef Py_ssize_t i = p.i
+    cdef Py_ssize_t n = p.n
+    cdef const unsigned char* s = p.s
     cdef unsigned char c
+    cdef int flags = 0
     t.start = i
     t.kind = T_NUM
-    t.flags = 0
     t.chars = 0
-    if i < p.n and p.s[i] == 45:  # -
-        t.flags |= F_NEG
+    if i < n and s[i] == 45:  # -
+        flags |= F_NEG
         i += 1
-    while i < p.n:
-        c = p.s[i]
+    while i < n:
+        c = s[i]
         if 48 <= c <= 57:
             pass
         elif c == 46:
-            t.flags |= F_FRAC
+            flags |= F_FRAC
         elif c == 101 or c == 69 or c == 43 or c == 45:
-            t.flags |= F_EXP
+            flags |= F_EXP
         else:
             break
         i += 1
+    t.flags = flags
     t.end = i
     p.i = i
     if i == t.start:
@@ -523,7 +550,7 @@ cdef int read_properties(Parser* p, Event* ev, Limits* lim) noexcept:
         elif is_key(&q, &key, "contents", 8):
             r = value_of(&q, &ev.contents)
             if r == 0 and ev.contents.kind != T_NULL:
-                r = contents(&q, &ev.contents, lim, NULL, 0)
+                r = contents(&q, &ev.contents, lim)
         elif is_key(&q, &key, "price", 5):
             r = value_of(&q, &ev.price)
             if r == 0 and ev.price.kind != T_NULL and not plain_number(&ev.price):
@@ -586,14 +613,15 @@ cdef int content_ids(Parser* p, Tok* arr, Limits* lim) noexcept:
     return FALLBACK if count > lim.contents else 0
 
 
-cdef int contents(Parser* p, Tok* arr, Limits* lim, Buf* out, int what) noexcept:
-    """Check the ``contents`` items (``out`` NULL), or write their content ids (``what`` 0),
-    non-empty categories (1) or prices (2) to ``out``, each preceded by a comma."""
+cdef int contents(Parser* p, Tok* arr, Limits* lim) noexcept:
+    """Check the ``contents`` items, and write their content ids, non-empty categories and
+    prices to ``lim.items`` (0, 1, 2), each preceded by a comma."""
     cdef Parser q
     cdef Tok item, key, t, cid, cat, price, qty
     cdef Py_ssize_t count = 0
     cdef int r
     cdef bint first
+    lim.items[0].n = lim.items[1].n = lim.items[2].n = 0
     if arr.kind != T_ARR:
         return FALLBACK
     q.s = p.s
@@ -638,16 +666,15 @@ cdef int contents(Parser* p, Tok* arr, Limits* lim, Buf* out, int what) noexcept
             if r < 0:
                 return FALLBACK
         count += 1
-        if out != NULL:
-            if what == 0 and cid.kind != T_NONE and cid.kind != T_NULL:
-                if put(out, ",", 1) < 0 or put_id(out, &q, &cid) < 0:
-                    return FALLBACK
-            elif what == 1 and present_str(&cat):
-                if put(out, ",", 1) < 0 or put_tok(out, &q, &cat) < 0:
-                    return FALLBACK
-            elif what == 2 and price.kind == T_NUM:
-                if put(out, ",", 1) < 0 or put_tok(out, &q, &price) < 0:
-                    return FALLBACK
+        if cid.kind != T_NONE and cid.kind != T_NULL:
+            if put(&lim.items[0], ",", 1) < 0 or put_id(&lim.items[0], &q, &cid) < 0:
+                return FALLBACK
+        if present_str(&cat):
+            if put(&lim.items[1], ",", 1) < 0 or put_tok(&lim.items[1], &q, &cat) < 0:
+                return FALLBACK
+        if price.kind == T_NUM:
+            if put(&lim.items[2], ",", 1) < 0 or put_tok(&lim.items[2], &q, &price) < 0:
+                return FALLBACK
         ws(&q)
         if q.i < q.n:
             if q.s[q.i] != 44:
@@ -741,15 +768,19 @@ cdef int put_escaped(Buf* b, Parser* p, Tok* t) noexcept:
     """A token's bytes inside a JSON string: quotes and backslashes escaped."""
     cdef Py_ssize_t k
     cdef unsigned char c
+    cdef const unsigned char* s = p.s
+    cdef char* out
     if grow(b, 2 * (t.end - t.start)) < 0:
         return FALLBACK
+    out = b.p + b.n  # a local, as in put_lower_hex
     for k in range(t.start, t.end):
-        c = p.s[k]
+        c = s[k]
         if c == 34 or c == 92:
-            b.p[b.n] = 92
-            b.n += 1
-        b.p[b.n] = <char>c
-        b.n += 1
+            out[0] = 92
+            out += 1
+        out[0] = <char>c
+        out += 1
+    b.n = out - b.p
     return 0
 
 
@@ -1039,8 +1070,8 @@ cdef int closing_list(
     """Append the contents items' part of a list opened at ``mark`` and close it; a list left
     empty is taken back (the reference leaves empty lists out)."""
     cdef Py_ssize_t before = b.n
-    if ev.contents.kind == T_ARR:
-        if contents(p, &ev.contents, lim, b, what) < 0:
+    if ev.contents.kind == T_ARR and lim.items[what].n:  # parts collected by contents()
+        if put(b, lim.items[what].p, lim.items[what].n) < 0:
             return FALLBACK
     if b.n > before and not any_item:
         # The items' part starts with a comma; the list had nothing before it.
@@ -1083,15 +1114,18 @@ def track_lines(
     cdef Tok key
     cdef Event ev
     cdef Limits lim
+    cdef Buf items[3]
     cdef int r
     cdef bint first = True, seen_data = False
-    cdef Py_ssize_t count = 0
+    cdef Py_ssize_t count = 0, k
     cdef object out = None
     lim.event_name = max_event_name
     lim.event_id = max_event_id
     lim.ids = max_ids
     lim.contents = max_contents
     lim.properties = max_properties
+    memset(items, 0, sizeof(items))
+    lim.items = items
     p.s = <const unsigned char*>PyBytes_AS_STRING(body)
     p.n = PyBytes_GET_SIZE(body)
     p.i = 0
@@ -1151,3 +1185,5 @@ def track_lines(
         return out
     finally:
         free(b.p)
+        for k in range(3):
+            free(items[k].p)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
 import os
 import struct
 import threading
@@ -235,7 +236,7 @@ class Segment:
     """A segment as read: its intact records and whether the file can be read as it is."""
 
     path: Path
-    payloads: list[memoryview]  # in order; slices of the file's bytes, not copies
+    payloads: list[memoryview]  # in order; views of the file, mapped into memory
     # Every byte of the file belongs to an intact record with a header line: if the payloads
     # are JSON lines, so is the file.
     whole: bool
@@ -248,11 +249,18 @@ class Segment:
 
 def read_segment(path: Path) -> Segment:
     """The intact records of the segment at ``path``, in order, stopping at a torn or corrupt
-    tail (a crash while it was written: never acknowledged)."""
-    data = memoryview(path.read_bytes())
+    tail (a crash while it was written: never acknowledged).
+
+    The file is mapped, not read: the checksums and the reader that needs the payloads use the
+    operating system's cached pages as they are (reading 64 MiB into new memory cost four
+    times as much CPU as checking it)."""
+    with path.open("rb") as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            return Segment(path, [], whole=True)
+        data = memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
     payloads: list[memoryview] = []
     pos = 0
-    if data[: len(_OPEN)] == _OPEN or not data:  # the header line
+    if data[: len(_OPEN)] == _OPEN:  # the header line
         while pos + HEADER_SIZE <= len(data):
             head = bytes(data[pos : pos + HEADER_SIZE])
             if head[: len(_OPEN)] != _OPEN or head[-len(_CLOSE) :] != _CLOSE:
