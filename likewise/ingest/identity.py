@@ -29,10 +29,12 @@ import threading
 import time
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from likewise.domain.events import ENGAGEMENT_CLICK
+from likewise.identity.hashing import digest_halves
 from likewise.identity.kinds import IdKind
 from likewise.store.graph import NO_USERS, GraphBusy, PlatformGraph
 from likewise.store.key_index import KeyIndex
@@ -56,16 +58,6 @@ CANDIDATE_COLUMNS = (
     "merged_into",
 )
 TTCLID_OWNER = 0  # links.advertiser_id of click ids: the platform's, valid for every advertiser
-
-# The graph's key is the hash's first 128 bits, here as two 64-bit halves.
-_KEYS = f"""
-SELECT eid, ('0x' || substr(h, 1, 16))::UBIGINT AS k_hi,
-  ('0x' || substr(h, 17, 16))::UBIGINT AS k_lo, kmask::UTINYINT AS kmask FROM (
-  SELECT eid, unnest(email) AS h, {IdKind.EMAIL.bit} AS kmask FROM cand
-  UNION ALL SELECT eid, unnest(phone), {IdKind.PHONE.bit} FROM cand
-  UNION ALL SELECT eid, idfa, {IdKind.IDFA.bit} FROM cand WHERE idfa IS NOT NULL
-  UNION ALL SELECT eid, gaid, {IdKind.GAID.bit} FROM cand WHERE gaid IS NOT NULL)
-"""
 
 # Only the platform's own click records teach click ids: a ttclid on an advertiser's event
 # proves nothing about who clicked (it may be a forwarded link).
@@ -115,6 +107,43 @@ RETURNING eid, uid
 
 
 NONE_RESOLVED = NO_USERS
+# The hashed keys the identity graph holds, by column, with the kind bit each is looked up as.
+_GRAPH_KEYS = (
+    ("email", IdKind.EMAIL),
+    ("phone", IdKind.PHONE),
+    ("idfa", IdKind.IDFA),
+    ("gaid", IdKind.GAID),
+)
+
+
+def graph_keys(candidates: pa.Table) -> pa.Table:
+    """``(eid, k_hi, k_lo, kmask)``: every hashed key of the candidates as the graph's 128-bit
+    key (its digest's first 32 hex digits, in two halves). A digest without one (which intake
+    never lets through) matches nothing."""
+    eids, his, los, masks = [], [], [], []
+    for column, kind in _GRAPH_KEYS:
+        values = candidates[column]
+        if pa.types.is_list(values.type):
+            counts = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False)
+            eid = np.repeat(candidates["eid"].to_numpy(), counts)
+            digests = pc.list_flatten(values)
+        else:
+            present = pc.is_valid(values)
+            eid = candidates["eid"].filter(present).to_numpy()
+            digests = values.filter(present)
+        hi, lo, valid = digest_halves(digests)
+        eids.append(eid[valid])
+        his.append(hi[valid])
+        los.append(lo[valid])
+        masks.append(np.full(int(valid.sum()), kind.bit, np.uint8))
+    return pa.table(
+        {
+            "eid": pa.array(np.concatenate(eids), pa.int64()),
+            "k_hi": pa.array(np.concatenate(his), pa.uint64()),
+            "k_lo": pa.array(np.concatenate(los), pa.uint64()),
+            "kmask": pa.array(np.concatenate(masks), pa.uint8()),
+        }
+    )
 
 
 class EventResolver:
@@ -186,17 +215,7 @@ class EventResolver:
             return NONE_RESOLVED
         con.register("cand", candidates)
         try:
-            # Copied out (numpy-owned arrays): DuckDB's Arrow output can point into memory the
-            # connection owns, and freeing it after the connection closes crashes the process.
-            got = con.execute(_KEYS).fetchnumpy()
-            keys = pa.table(
-                {
-                    "eid": pa.array(got["eid"], pa.int64()),
-                    "k_hi": pa.array(got["k_hi"], pa.uint64()),
-                    "k_lo": pa.array(got["k_lo"], pa.uint64()),
-                    "kmask": pa.array(got["kmask"], pa.uint8()),
-                }
-            )
+            keys = graph_keys(candidates)
             named = candidates.filter(pc.is_valid(candidates["user_ref"]))
             users = pa.table({"eid": named["eid"], "ext_id": named["user_ref"]})
             try:

@@ -250,10 +250,11 @@ class EventProcessor:
                 con.unregister("batch")
             resolved = NONE_RESOLVED
             if self.resolver is not None:
-                usable = kept.filter(pc.invert(kept["limited"]))
-                resolved = self.resolver.resolve(
-                    con, usable.select(list(CANDIDATE_COLUMNS)), self.clock()
-                )
+                # Only the columns resolution reads, and no copy when nothing is limited.
+                usable = kept.select(list(CANDIDATE_COLUMNS))
+                if pc.any(kept["limited"]).as_py():
+                    usable = usable.filter(pc.invert(kept["limited"]))
+                resolved = self.resolver.resolve(con, usable, self.clock())
             self.store.set_meta(con, "next_eid", next_eid, last_segment=seq, **marks)
             con.execute("COMMIT")
             self._dirty = False
@@ -529,7 +530,9 @@ _READ_COLUMNS = ", ".join(
     else n
     for n, t in TYPES.items()
 )
-_MAX_LINE = 64 << 20  # larger than any one record can be (a log record is one request)
+# Larger than any line (one event) can be: its fields are bounded (texts of 4 KiB, 100 contents,
+# properties of 16 KiB) to well under 2 MiB. DuckDB sizes its buffers by it.
+_MAX_LINE = 16 << 20
 
 
 # Unresolved events worth another try: any that carries a key at all ...

@@ -35,6 +35,7 @@ from pyroaring import BitMap
 from likewise.ingest.features import FeatureFeed, fan_out
 from likewise.ingest.identity import EventResolver
 from likewise.ingest.live import LiveFeed, LiveView
+from likewise.ingest.memory import keep_freed_memory, worker_environment
 from likewise.ingest.processor import EventProcessor
 from likewise.ingest.queries import EventQueries
 from likewise.settings import Settings
@@ -88,6 +89,7 @@ class EventWorker:
     def start(self) -> None:
         # spawn, not fork: the server has threads (and DuckDB connections) a fork would copy.
         ctx = multiprocessing.get_context("spawn")
+        worker_environment()
         ours, theirs = ctx.Pipe()
         notes_in, notes_out = ctx.Pipe(duplex=False)
         self._process = ctx.Process(
@@ -179,6 +181,7 @@ def run(
     :data:`SEGMENT_POLL_SECONDS`, and passing at least every ``interval`` seconds), send live
     changes on ``notes``, and answer the server's requests in between."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    keep_freed_memory()
     settings = Settings(**settings_data)
     graph = PlatformGraph(
         settings.data_dir / "platform.duckdb",
