@@ -10,4 +10,5 @@ def key_hashes(
     id_offsets: npt.NDArray[np.int64],
     id_data: npt.NDArray[np.uint8],
     out: npt.NDArray[np.uint64],
+    out_lo: npt.NDArray[np.uint64],
 ) -> None: ...

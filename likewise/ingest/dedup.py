@@ -8,11 +8,15 @@
   can enrich the first, and it is not counted as an event of its own;
 * after 5 minutes (and within 48 hours) the later copy is dropped.
 
-The first copies of the last 48 hours are in the state database's ``seen`` table. DuckDB has no
-index join, so looking a batch's keys up there scans all of ``seen``: 30 ms a pass at a million
-keys, 400 ms at twenty million, on every pass however small. :class:`SeenKeys` holds a 64-bit
-hash and the arrival time of each key in memory (16 bytes a key), so a pass goes to ``seen``
-only for the keys that may be there (a hash seen before), and only for the rows stored since
+The first copies of the last 48 hours are in the state database's ``seen`` table, each by its
+key's 128-bit hash (``_dedup``: two keys share one with a chance of about 1e-24 among ten
+million), its ``eid``, channel and arrival time. Two integers a row, not the key's texts, make
+storing a pass's keys a third of the cost (the texts cost most at DuckDB's checkpoints, where
+they are compressed), and loading them at start a read, not a hashing. DuckDB has no index
+join, so looking a batch's keys up there scans all of ``seen``: 30 ms a pass at a million keys,
+400 ms at twenty million, on every pass however small. :class:`SeenKeys` holds the hashes' high
+halves and the arrival time of each key in memory (16 bytes a key), so a pass goes to ``seen``
+only for the keys that may be there (a half seen before), and only for the rows stored since
 the earliest of those keys arrived: ``seen`` is appended in arrival order, so DuckDB skips the
 older row groups by their minimum and maximum. A batch without repeats, the usual one, does not
 query ``seen`` at all.
@@ -27,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from likewise.ingest._dedup import key_hashes as _key_hashes
+from likewise.store.events import SEEN_SCHEMA
 
 DEDUP_SECONDS = 48 * 3600
 MERGE_SECONDS = 5 * 60
@@ -35,14 +40,18 @@ Hashes = npt.NDArray[np.uint64]
 Times = npt.NDArray[np.float64]
 
 
-def key_hashes(source_id: pa.Array, event: pa.Array, event_id: pa.Array) -> Hashes:
-    """The hash of each row's key (none of the three may be null)."""
+def key_hashes(
+    source_id: pa.Array, event: pa.Array, event_id: pa.Array
+) -> tuple[Hashes, Hashes]:
+    """The 128-bit hash of each row's key (none of the three may be null): high and low
+    halves."""
     ids = pc.cast(source_id, pa.int64()).to_numpy(zero_copy_only=False)
-    out = np.empty(len(ids), dtype=np.uint64)
+    hi = np.empty(len(ids), dtype=np.uint64)
+    lo = np.empty(len(ids), dtype=np.uint64)
     _key_hashes(
-        np.ascontiguousarray(ids, dtype=np.int64), *_strings(event), *_strings(event_id), out
+        np.ascontiguousarray(ids, dtype=np.int64), *_strings(event), *_strings(event_id), hi, lo
     )
-    return out
+    return hi, lo
 
 
 def _strings(column: pa.Array) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
@@ -76,13 +85,10 @@ class SeenKeys:
 
     @classmethod
     def load(cls, con: duckdb.DuckDBPyConnection) -> SeenKeys:
-        keys = con.sql("SELECT source_id, event, event_id, received_at FROM seen").to_arrow_table()
+        upgrade_seen(con)
+        keys = con.sql("SELECT key_hi, received_at FROM seen").fetchnumpy()
         index = cls()
-        if keys.num_rows:
-            index.add(
-                key_hashes(keys["source_id"], keys["event"], keys["event_id"]),
-                keys["received_at"].to_numpy(),
-            )
+        index.add(np.asarray(keys["key_hi"], np.uint64), np.asarray(keys["received_at"]))
         return index
 
     def __len__(self) -> int:
@@ -133,6 +139,36 @@ def _earliest(known: Hashes, times: Times, hashes: Hashes) -> Times:
     return out
 
 
+def upgrade_seen(con: duckdb.DuckDBPyConnection) -> None:
+    """Convert a ``seen`` table of the earlier layout (the key's texts: ``source_id``,
+    ``event``, ``event_id``) to the hashed one, in arrival order. Once, at the first pass."""
+    columns = {row[0] for row in con.execute("DESCRIBE seen").fetchall()}
+    if "event_id" not in columns:
+        return
+    old = con.sql(
+        "SELECT source_id, event, event_id, eid, channel, received_at FROM seen ORDER BY eid"
+    ).to_arrow_table()
+    hi, lo = key_hashes(old["source_id"], old["event"], old["event_id"])
+    rows = pa.table(
+        {
+            "key_hi": hi,
+            "key_lo": lo,
+            "eid": old["eid"],
+            "channel": old["channel"],
+            "received_at": old["received_at"],
+        }
+    )
+    con.execute("BEGIN TRANSACTION")
+    con.execute("DROP TABLE seen")
+    con.execute(SEEN_SCHEMA)
+    con.register("old_seen", rows)
+    try:
+        con.execute("INSERT INTO seen SELECT * FROM old_seen")
+    finally:
+        con.unregister("old_seen")
+    con.execute("COMMIT")
+
+
 # Keyed copies that need the sequential rules: a key seen before, or repeated in this batch.
 # ``candidates`` holds only rows whose key may be one of those (see the module's docstring);
 # ``seen`` is read from the earliest arrival any of them may have. A key stored twice (first
@@ -144,8 +180,7 @@ WITH k AS (
 SELECT k.n, k.source_id, k.event, k.event_id, k.channel, k.received_at,
   s.eid, s.channel, s.received_at
 FROM k LEFT JOIN seen s
-  ON k.source_id = s.source_id AND k.event = s.event AND k.event_id = s.event_id
-  AND s.received_at >= ?
+  ON k.key_hi = s.key_hi AND k.key_lo = s.key_lo AND s.received_at >= ?
 WHERE k.copies > 1 OR s.eid IS NOT NULL
 QUALIFY row_number() OVER (PARTITION BY k.n ORDER BY s.eid DESC NULLS LAST) = 1
 ORDER BY k.n
@@ -156,8 +191,8 @@ def dedup(
     con: duckdb.DuckDBPyConnection, batch: pa.Table, next_eid: int, seen: SeenKeys
 ) -> tuple[pa.Table, int, Hashes]:
     """``batch`` with the deduplication outcome added (``n`` arrival order, ``day``, ``kept``,
-    ``dropped``, ``eid`` of kept events, ``merged_into``), the next free eid, and each row's key
-    hash (0 for rows without a key)."""
+    ``dropped``, ``eid`` of kept events, ``merged_into``, the key's hash ``key_hi`` and
+    ``key_lo``: 0 for rows without a key), the next free eid, and the hashes' high halves."""
     n = batch.num_rows
     order = pa.array(np.arange(n, dtype=np.int64))
     keyed_rows = np.flatnonzero(
@@ -166,13 +201,15 @@ def dedup(
         .astype(bool)
     )
     hashes = np.zeros(n, dtype=np.uint64)
+    lows = np.zeros(n, dtype=np.uint64)
     repeats: list[tuple] = []
     if len(keyed_rows):
         keyed = batch.select(["source_id", "event", "event_id", "channel", "received_at"])
         if len(keyed_rows) < n:  # usually every row has a key: no copy
             keyed = keyed.take(keyed_rows)
-        keyed_hashes = key_hashes(keyed["source_id"], keyed["event"], keyed["event_id"])
+        keyed_hashes, keyed_lows = key_hashes(keyed["source_id"], keyed["event"], keyed["event_id"])
         hashes[keyed_rows] = keyed_hashes
+        lows[keyed_rows] = keyed_lows
         by_hash = np.argsort(keyed_hashes)
         ordered = keyed_hashes[by_hash]
         earliest = np.empty(len(by_hash))
@@ -183,9 +220,14 @@ def dedup(
         again[by_hash[1:][same]] = again[by_hash[:-1][same]] = True
         maybe = np.flatnonzero(known | again)
         if len(maybe):
-            candidates = keyed.take(maybe)
+            candidates = (
+                keyed.take(maybe)
+                .append_column("n", pa.array(keyed_rows[maybe]))
+                .append_column("key_hi", pa.array(keyed_hashes[maybe]))
+                .append_column("key_lo", pa.array(keyed_lows[maybe]))
+            )
             since = float(earliest[known].min()) if known.any() else float("inf")
-            con.register("candidates", candidates.append_column("n", pa.array(keyed_rows[maybe])))
+            con.register("candidates", candidates)
             try:
                 repeats = con.execute(_REPEATS, [since]).fetchall()
             finally:
@@ -220,5 +262,7 @@ def dedup(
         .append_column("dropped", pa.array(dropped))
         .append_column("eid", pa.array(eids, mask=~kept))
         .append_column("merged_into", pa.array(merged, mask=merged < 0))
+        .append_column("key_hi", pa.array(hashes))
+        .append_column("key_lo", pa.array(lows))
     )
     return out, next_eid + int(kept.sum()), hashes

@@ -549,7 +549,7 @@ _NEW_LINKS = """(ttp IN (SELECT value FROM links WHERE kind = 'ttp' AND seen_at 
 # counts (see dedup._REPEATS).
 _SAVE_SEEN = """
 INSERT INTO seen
-SELECT source_id, event, event_id, eid, channel, received_at FROM batch
+SELECT key_hi, key_lo, eid, channel, received_at FROM batch
 WHERE kept AND event_id IS NOT NULL AND merged_into IS NULL
 """
 

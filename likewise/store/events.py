@@ -37,11 +37,17 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-STATE_SCHEMA = """
+# The dedup keys: each first copy of the last 48 hours by its key's 128-bit hash (see
+# likewise.ingest.dedup, which also converts tables of the earlier layout, keyed by the texts).
+SEEN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (
-  source_id BIGINT NOT NULL, event VARCHAR NOT NULL, event_id VARCHAR NOT NULL,
-  eid BIGINT NOT NULL, channel VARCHAR NOT NULL, received_at DOUBLE NOT NULL
+  key_hi UBIGINT NOT NULL, key_lo UBIGINT NOT NULL, eid BIGINT NOT NULL,
+  channel VARCHAR NOT NULL, received_at DOUBLE NOT NULL
 );
+"""
+STATE_SCHEMA = (
+    SEEN_SCHEMA
+    + """
 CREATE TABLE IF NOT EXISTS stats (
   source_id BIGINT NOT NULL, day DATE NOT NULL, event VARCHAR NOT NULL,
   received BIGINT NOT NULL, test BIGINT NOT NULL, deduplicated BIGINT NOT NULL,
@@ -56,6 +62,7 @@ CREATE TABLE IF NOT EXISTS links (
   PRIMARY KEY (advertiser_id, kind, value)
 );
 """
+)
 
 
 # Dictionary-encoded in parts: the columns with few distinct values. For the others (ids, hashed
@@ -123,7 +130,6 @@ class EventStore:
             if self._con is None:
                 self._con = self._connect()
                 self._con.execute(STATE_SCHEMA)
-                _unkey_seen(self._con)
                 # Closed at exit at the latest: a DuckDB connection torn down during interpreter
                 # shutdown can crash the process.
                 weakref.finalize(self, self._con.close)
@@ -361,21 +367,3 @@ def _publish(tmp: Path, target: Path) -> None:
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     tmp.replace(target)
-
-
-def _unkey_seen(con: duckdb.DuckDBPyConnection) -> None:
-    """Drop the primary key that ``seen`` had in state databases written before the dedup keys
-    were held in memory (``likewise.ingest.dedup``): appending a pass's keys without one costs a
-    seventh (47 against 364 ms for 100,000 keys, with the commit). Once, on opening."""
-    keyed = con.execute(
-        """SELECT count(*) FROM duckdb_constraints()
-        WHERE table_name = 'seen' AND constraint_type = 'PRIMARY KEY'"""
-    ).fetchall()[0][0]
-    if not keyed:
-        return
-    con.execute("BEGIN TRANSACTION")
-    con.execute("ALTER TABLE seen RENAME TO seen_keyed")
-    con.execute(STATE_SCHEMA)  # creates seen as it is now; the other tables exist
-    con.execute("INSERT INTO seen SELECT * FROM seen_keyed ORDER BY received_at")
-    con.execute("DROP TABLE seen_keyed")
-    con.execute("COMMIT")

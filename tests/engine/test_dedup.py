@@ -31,36 +31,40 @@ texts = st.text(alphabet=st.sampled_from("ab\x00é🙂"), max_size=4)
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), texts, texts), min_size=1, max_size=30))
 def test_equal_keys_hash_equal_and_different_keys_differ(keys: list[tuple[int, str, str]]) -> None:
-    hashes = key_hashes(
+    hi, lo = key_hashes(
         pa.array([k[0] for k in keys]),
         pa.array([k[1] for k in keys]),
         pa.array([k[2] for k in keys]),
     )
-    by_key: dict[tuple[int, str, str], int] = {}
-    for key, h in zip(keys, hashes.tolist(), strict=True):
+    by_key: dict[tuple[int, str, str], tuple[int, int]] = {}
+    for key, h in zip(keys, zip(hi.tolist(), lo.tolist(), strict=True), strict=True):
         assert by_key.setdefault(key, h) == h
-    assert len(set(by_key.values())) == len(by_key)  # 64 bits: no collision among a few keys
+    # No collision among a few keys, in either half on its own.
+    assert (
+        len({h for h, _ in by_key.values()}) == len({h for _, h in by_key.values()}) == len(by_key)
+    )
 
 
 def test_hashes_do_not_depend_on_how_the_columns_are_laid_out() -> None:
     events = pa.array(["x", "ab", "a", ""])
     ids = pa.array(["q", "c", "bc", ""])
-    plain = key_hashes(pa.array([1, 1, 1, 1]), events, ids)
-    assert plain[1] != plain[2]  # "ab"+"c" is not "a"+"bc"
-    sliced = key_hashes(pa.array([1, 1, 1]), events.slice(1), ids.slice(1))
-    chunked = key_hashes(
-        pa.chunked_array([[1, 1], [1, 1]]),
-        pa.chunked_array([events[:1], events[1:]]),
-        pa.chunked_array([ids.cast(pa.large_string())]),
+    plain = np.stack(key_hashes(pa.array([1, 1, 1, 1]), events, ids), axis=1)
+    assert (plain[1] != plain[2]).all()  # "ab"+"c" is not "a"+"bc", in either half
+    sliced = np.stack(key_hashes(pa.array([1, 1, 1]), events.slice(1), ids.slice(1)), axis=1)
+    chunked = np.stack(
+        key_hashes(
+            pa.chunked_array([[1, 1], [1, 1]]),
+            pa.chunked_array([events[:1], events[1:]]),
+            pa.chunked_array([ids.cast(pa.large_string())]),
+        ),
+        axis=1,
     )
     assert sliced.tolist() == plain[1:].tolist()
     assert chunked.tolist() == plain.tolist()
-    assert (
-        key_hashes(
-            pa.array([], pa.int64()), pa.array([], pa.string()), pa.array([], pa.string())
-        ).size
-        == 0
+    empty = key_hashes(
+        pa.array([], pa.int64()), pa.array([], pa.string()), pa.array([], pa.string())
     )
+    assert empty[0].size == empty[1].size == 0
 
 
 def test_seen_keys_give_the_earliest_time_of_each_hash() -> None:
@@ -200,12 +204,13 @@ def test_the_processor_follows_the_rules(
 def test_hash_collisions_cost_time_not_answers(
     plan: list[tuple[list[list[tuple[Any, ...]]], str]],
 ) -> None:
-    """Every key on one of two hashes: each lookup goes to the state database, which decides."""
+    """Every key on one of two high halves, the in-memory index's hashes: each lookup goes to
+    the state database, which decides by the whole 128-bit hash."""
+    real = dedup._key_hashes
 
-    def colliding(source_ids: np.ndarray, *columns: object, out: np.ndarray | None = None) -> None:
-        hashes = columns[-1]
-        assert isinstance(hashes, np.ndarray)
-        hashes[:] = source_ids % 2
+    def colliding(source_ids: np.ndarray, *columns: np.ndarray) -> None:
+        real(source_ids, *columns)
+        columns[-2][:] = source_ids % 2  # the high halves
 
     with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as folder:
         patch.setattr(dedup, "_key_hashes", colliding)

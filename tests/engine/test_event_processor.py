@@ -187,8 +187,8 @@ def test_dedup_keys_past_the_window_are_forgotten(pipeline) -> None:  # type: ig
     proc.flush()
     proc.purge_seen(T0 + 48 * 3600 + 1)
     with store.state() as con:
-        kept = con.execute("SELECT event_id FROM seen ORDER BY event_id").fetchall()
-    assert kept == [("new",)]
+        kept = con.execute("SELECT eid, received_at FROM seen").fetchall()
+    assert kept == [(2, T0 + 47 * 3600)]  # "new"
 
 
 def test_days_past_the_retention_are_purged(pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -452,17 +452,23 @@ def test_segments_of_the_first_log_format_are_still_read(
     store.close()
 
 
-def test_a_state_database_with_the_old_keyed_seen_table_is_converted(tmp_path: Path) -> None:
-    """State databases from before the in-memory dedup index had a primary key on ``seen``: it
-    is dropped when the store opens, the keys are kept, and they still deduplicate."""
+@pytest.mark.parametrize("keyed", [True, False])
+def test_a_state_database_with_seen_keyed_by_texts_is_converted(
+    tmp_path: Path, keyed: bool
+) -> None:
+    """State databases from before held ``seen`` by the key's texts (and, before the in-memory
+    index, with a primary key on them): at the first pass the table is rebuilt by the keys'
+    128-bit hashes, the keys are kept, and they still deduplicate."""
     con = duckdb.connect(str(tmp_path / "state.duckdb"))
+    primary_key = ", PRIMARY KEY (source_id, event, event_id)" if keyed else ""
     con.execute(
-        """CREATE TABLE seen (
+        f"""CREATE TABLE seen (
           source_id BIGINT NOT NULL, event VARCHAR NOT NULL, event_id VARCHAR NOT NULL,
-          eid BIGINT NOT NULL, channel VARCHAR NOT NULL, received_at DOUBLE NOT NULL,
-          PRIMARY KEY (source_id, event, event_id))"""
+          eid BIGINT NOT NULL, channel VARCHAR NOT NULL, received_at DOUBLE NOT NULL
+          {primary_key})"""
     )
-    con.execute("INSERT INTO seen VALUES (11, 'Purchase', 'a', 1, 'web', ?)", [T0])
+    con.execute("INSERT INTO seen VALUES (11, 'Purchase', 'a', 1001, 'web', ?)", [T0])
+    con.execute("INSERT INTO seen VALUES (11, 'Purchase', 'z', 1002, 'pixel', ?)", [T0 + 1])
     con.close()
     log, store = EventLog(tmp_path / "log"), EventStore(tmp_path)
     try:
@@ -474,8 +480,16 @@ def test_a_state_database_with_the_old_keyed_seen_table_is_converted(tmp_path: P
             ).fetchall()
             assert ("PRIMARY KEY",) not in constraints
             assert ("NOT NULL",) in constraints  # the table as new stores create it
-            assert con.execute("SELECT count(*) FROM seen").fetchall() == [(2,)]  # a and b
+            columns = [row[0] for row in con.execute("DESCRIBE seen").fetchall()]
+            assert columns == ["key_hi", "key_lo", "eid", "channel", "received_at"]
+            rows = con.execute(
+                "SELECT eid, channel, received_at FROM seen ORDER BY received_at"
+            ).fetchall()
+            assert rows == [(1001, "web", T0), (1002, "pixel", T0 + 1), (1, "web", T0 + 60)]
         assert [r[0] for r in stored(store)] == ["b"]  # a: a repeat of the converted key
+        log.append(encode_batch([ev("z", received=T0 + 120, channel="pixel")]))
+        EventProcessor(log, store).flush()  # a new processor: the index loaded from seen
+        assert [r[0] for r in stored(store)] == ["b"]  # z: a repeat too
     finally:
         log.close()
         store.close()
