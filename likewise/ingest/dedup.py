@@ -40,9 +40,7 @@ Hashes = npt.NDArray[np.uint64]
 Times = npt.NDArray[np.float64]
 
 
-def key_hashes(
-    source_id: pa.Array, event: pa.Array, event_id: pa.Array
-) -> tuple[Hashes, Hashes]:
+def key_hashes(source_id: pa.Array, event: pa.Array, event_id: pa.Array) -> tuple[Hashes, Hashes]:
     """The 128-bit hash of each row's key (none of the three may be null): high and low
     halves."""
     ids = pc.cast(source_id, pa.int64()).to_numpy(zero_copy_only=False)
